@@ -1,0 +1,189 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libzinc - named shared-memory regions with notify/wait.
+ *
+ * A region NAME is the POSIX shm object /dev/shm/zinc_NAME (or
+ * $ZINC_SHM_DIR/zinc_NAME): one header page followed by `capacity` bytes of
+ * data.  The format and the first nine functions are those of zinc-core v2,
+ * so regions and programs of either library work with the other.
+ *
+ * Conventions: functions that can fail return 0 (or a count) on success and
+ * a negative errno on failure.  zinc maps "permission denied" to -EPERM.
+ */
+#ifndef ZINC_H
+#define ZINC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Opaque handle; ABI-identical to zinc-core's `void *`. */
+typedef struct zinc_region zinc_region;
+
+#define ZINC_NAME_MAX 250            /* bytes of [A-Za-z0-9_-] */
+#define ZINC_OBJECT_PREFIX "zinc_"   /* object name = prefix + NAME */
+#define ZINC_MAGIC 0x5A494E435F524547ULL /* "ZINC_REG" */
+#define ZINC_FORMAT_VERSION 2
+
+/*
+ * The 64-byte header at offset 0 of every region object, native byte order.
+ * Data starts one page after it.  Bytes 64..page_size-1 of the first page are
+ * ignored by zinc-core; libzinc keeps its waiter count there.
+ */
+struct zinc_header {
+	uint64_t magic;      /* ZINC_MAGIC, stored last (release) at create */
+	uint16_t version;    /* ZINC_FORMAT_VERSION */
+	uint16_t flags;      /* ZINC_FLAG_* */
+	uint32_t notify_seq; /* notification counter and futex word; wraps */
+	uint64_t capacity;   /* usable bytes */
+	uint32_t ref_count;  /* open handles (advisory; crashes leave it high) */
+	int32_t owner_pid;   /* creator's pid */
+	uint64_t created_at; /* ns since the Unix epoch */
+	uint64_t name_hash;  /* FNV-1a 64 of NAME */
+	uint64_t ring_head;  /* reserved by zinc, 0 */
+	uint64_t ring_tail;  /* reserved by zinc, 0 */
+};
+
+_Static_assert(sizeof(struct zinc_header) == 64, "zinc header is 64 bytes");
+_Static_assert(offsetof(struct zinc_header, version) == 8, "version at 8");
+_Static_assert(offsetof(struct zinc_header, flags) == 10, "flags at 10");
+_Static_assert(offsetof(struct zinc_header, notify_seq) == 12, "seq at 12");
+_Static_assert(offsetof(struct zinc_header, capacity) == 16, "capacity at 16");
+_Static_assert(offsetof(struct zinc_header, ref_count) == 24, "ref_count at 24");
+_Static_assert(offsetof(struct zinc_header, owner_pid) == 28, "owner_pid at 28");
+_Static_assert(offsetof(struct zinc_header, created_at) == 32, "created_at at 32");
+_Static_assert(offsetof(struct zinc_header, name_hash) == 40, "name_hash at 40");
+_Static_assert(offsetof(struct zinc_header, ring_head) == 48, "ring_head at 48");
+_Static_assert(offsetof(struct zinc_header, ring_tail) == 56, "ring_tail at 56");
+
+/* flags: the region's name was removed (unlinked or replaced). */
+#define ZINC_FLAG_REMOVED 0x0001
+
+/* ---- the nine zinc-core functions ---- */
+
+/* Create region NAME with `capacity` bytes (> 0, a multiple of the page
+ * size) and return its owner handle in *out.  The memory is reserved now, so
+ * a full /dev/shm gives -ENOSPC here rather than SIGBUS later.  A region of
+ * that name whose owner closed or died is replaced (its handles then get
+ * -EIDRM).  Returns 0, -EINVAL (bad name/size/NULL), -EEXIST (owner alive or
+ * the name is taken by something that is not a region), -EPERM, -ENOSPC, or
+ * -errno.  *out is set to NULL first whenever out is not NULL. */
+int32_t zinc_create(const char *name, uintptr_t capacity, zinc_region **out);
+
+/* Open an existing region.  Returns 0, -EINVAL, -ENOENT (absent or removed),
+ * -EPERM, -EBADMSG (the object is not a valid region), or -errno. */
+int32_t zinc_open(const char *name, zinc_region **out);
+
+/* Start of the data area (page-aligned), or NULL for a NULL handle. */
+uint8_t *zinc_ptr(zinc_region *r);
+
+/* Usable bytes of the data area (from the object's size, never from shared
+ * memory), or 0 for a NULL handle. */
+uintptr_t zinc_capacity(zinc_region *r);
+
+/* Close a handle.  The last handle to close anywhere removes the name.
+ * NULL is a no-op. */
+void zinc_close(zinc_region *r);
+
+/* Signal the region: bump the counter (full barrier) and wake every waiter.
+ * Makes no system call when nobody waits.  NULL is a no-op. */
+void zinc_notify(zinc_region *r);
+
+/* Wait for a notification newer than this handle's cursor, then move the
+ * cursor to the current counter.  timeout_ms 0 never blocks; UINT32_MAX
+ * waits forever.  Returns 0, -ETIMEDOUT, -EIDRM (the region's name was
+ * removed: reopen it), -EINVAL (NULL handle). */
+int32_t zinc_wait(zinc_region *r, uint32_t timeout_ms);
+
+/* Consume a pending notification without blocking.  Returns 0 if one was
+ * pending, -EAGAIN if not, -EIDRM, -EINVAL. */
+int32_t zinc_try_wait(zinc_region *r);
+
+/* 0x00020001: format version 2, ABI revision 1. */
+uint32_t zinc_version(void);
+
+/* ---- libzinc additions ---- */
+
+/* Static description of a negative (or positive) errno returned here. */
+const char *zinc_strerror(int err);
+
+/* The region's NAME, or NULL for a NULL handle. */
+const char *zinc_name(zinc_region *r);
+
+/* The counter's current value (0 for NULL). */
+uint32_t zinc_seq(zinc_region *r);
+
+/* Remove region NAME: waiters get -EIDRM, mapped memory stays valid for
+ * whoever has it.  Returns 0, -EINVAL, -ENOENT, -EPERM, or -errno. */
+int32_t zinc_unlink(const char *name);
+
+/* Spin up to spin_ns nanoseconds watching the counter before sleeping in
+ * zinc_wait on this handle (0, the default, never spins).  Worth it only
+ * when both sides run on their own CPUs.  Returns 0 or -EINVAL. */
+int32_t zinc_set_spin(zinc_region *r, uint32_t spin_ns);
+
+/* Call fn(name, arg) for every object in the region directory whose name is
+ * a valid region name (contents are not checked: open to be sure).  Stops
+ * early and returns fn's value if it is non-zero.  Returns the number of
+ * names visited or -errno. */
+int32_t zinc_list(int (*fn)(const char *name, void *arg), void *arg);
+
+/* Facts about a region, for tools. */
+struct zinc_info {
+	uint64_t capacity;
+	uint64_t created_at;  /* ns since the Unix epoch */
+	uint32_t seq;
+	uint32_t ref_count;   /* header's count (advisory) */
+	uint32_t waiters;     /* libzinc waiters announced now */
+	int32_t owner_pid;
+	uint16_t flags;
+	uint8_t owner_alive;  /* 1 if the creator's handle is still open */
+	uint8_t in_use;       /* 1 if any libzinc handle is open */
+	uint8_t foreign;      /* 1 if created by zinc-core, not libzinc */
+};
+
+/* Fill *info for region NAME without counting as a handle.  Returns 0,
+ * -EINVAL, -ENOENT, -EPERM, -EBADMSG, or -errno. */
+int32_t zinc_stat(const char *name, struct zinc_info *info);
+
+/* ---- advanced: for daemons and event loops ---- */
+
+/* zinc_open_ex flags: an observer handle does not count as a handle (it
+ * never keeps a region alive and its close never removes the name). */
+#define ZINC_OPEN_OBSERVE 0x1
+
+/* zinc_open with flags.  Returns as zinc_open, or -EINVAL for unknown
+ * flags. */
+int32_t zinc_open_ex(const char *name, uint32_t flags, zinc_region **out);
+
+/* Fill *info from an open handle.  Returns 0 or -EINVAL. */
+int32_t zinc_handle_stat(zinc_region *r, struct zinc_info *info);
+
+/* The shm object's file descriptor (owned by the handle), or -EINVAL.
+ * Data byte i is at file offset zinc_data_offset() + i. */
+int zinc_fd(zinc_region *r);
+
+/* File offset of data byte 0 (the page size). */
+size_t zinc_data_offset(void);
+
+/* Address of the 32-bit futex word (the counter), for waiting on many
+ * regions at once with futex_waitv(2) (FUTEX_32, shared).  NULL for NULL. */
+const uint32_t *zinc_futex_word(zinc_region *r);
+
+/* Count this handle as a waiter (on != 0) or stop (on == 0), so that
+ * notifiers issue the futex wake while you wait on zinc_futex_word()
+ * yourself.  Idempotent per handle.  Returns 0 or -EINVAL. */
+int32_t zinc_watch(zinc_region *r, int on);
+
+/* 1 if the region's name was removed (see ZINC_FLAG_REMOVED), 0 if not,
+ * -EINVAL for NULL. */
+int32_t zinc_removed(zinc_region *r);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ZINC_H */

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: MIT */
+/* libzinc internals shared by region.c (format, lifetime) and notify.c. */
+#ifndef ZINC_INTERNAL_H
+#define ZINC_INTERNAL_H
+
+#include <limits.h>
+#include <stdint.h>
+#include "zinc.h"
+
+/*
+ * libzinc's own bookkeeping at offset 64 of the header page, which zinc-core
+ * ignores.  A region without ext_magic was made by zinc-core ("foreign").
+ */
+struct zinc_ext {
+	uint64_t ext_magic;
+	uint32_t waiters; /* zinc_wait callers and watchers about to sleep */
+	uint32_t reserved;
+};
+#define ZINC_EXT_OFFSET 64
+#define ZINC_EXT_MAGIC 0x31434E495A42494CULL /* "LIBZINC1" */
+
+/*
+ * Open-file-description locks on the shm object (the kernel drops them when
+ * a process dies, so crashes count as closes):
+ *   LOCK_HANDLE: every counting handle holds a read lock;
+ *   LOCK_OWNER:  the creator's handle holds a write lock;
+ *   LOCK_REMOVE: serialises "am I last? then unlink" decisions.
+ */
+enum { LOCK_HANDLE = 0, LOCK_OWNER = 1, LOCK_REMOVE = 2 };
+
+struct zinc_region {
+	int fd;
+	uint32_t open_flags;    /* ZINC_OPEN_* */
+	uint8_t owner;          /* created by this handle */
+	uint8_t foreign;        /* made by zinc-core: no ext, no locks */
+	uint8_t always_wake;    /* notify always issues FUTEX_WAKE */
+	uint8_t watching;       /* counted in ext->waiters by zinc_watch */
+	struct zinc_header *hdr; /* start of the mapping */
+	struct zinc_ext *ext;
+	uint8_t *data;
+	size_t map_size;
+	size_t capacity;
+	uint32_t cursor;        /* last counter value consumed */
+	uint32_t spin_ns;
+	char name[ZINC_NAME_MAX + 1];
+	char path[PATH_MAX];
+};
+
+size_t zinc__page_size(void);
+
+static inline uint16_t zinc__flags(const struct zinc_region *r)
+{
+	return __atomic_load_n(&r->hdr->flags, __ATOMIC_ACQUIRE);
+}
+
+/* Wake every waiter on the region's futex word (shared futex). */
+void zinc__wake_all(uint32_t *word);
+
+#endif

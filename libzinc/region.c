@@ -1,0 +1,567 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Region format and lifetime: names, create/open/close/unlink, validation of
+ * objects found in the region directory, enumeration and header facts.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define DEFAULT_DIR "/dev/shm"
+#define LOCK_WAIT_MS 2000  /* longest wait for another process's lock step */
+#define CREATE_RACE_MS 20  /* how long a half-created object is waited for */
+
+size_t zinc__page_size(void)
+{
+	static size_t page;
+	if (!page)
+		page = (size_t)sysconf(_SC_PAGESIZE);
+	return page;
+}
+
+size_t zinc_data_offset(void)
+{
+	return zinc__page_size();
+}
+
+static int valid_name(const char *name)
+{
+	size_t n = 0;
+	if (!name)
+		return 0;
+	for (; name[n]; n++) {
+		char c = name[n];
+		if (n >= ZINC_NAME_MAX)
+			return 0;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '_' || c == '-'))
+			return 0;
+	}
+	return n > 0;
+}
+
+static const char *region_dir(void)
+{
+	const char *dir = getenv("ZINC_SHM_DIR");
+	return dir && *dir ? dir : DEFAULT_DIR;
+}
+
+/* Object path of NAME, or -EINVAL for a bad name or an over-long dir. */
+static int object_path(const char *name, char path[PATH_MAX])
+{
+	if (!valid_name(name))
+		return -EINVAL;
+	int n = snprintf(path, PATH_MAX, "%s/" ZINC_OBJECT_PREFIX "%s",
+			 region_dir(), name);
+	return n > 0 && n < PATH_MAX ? 0 : -EINVAL;
+}
+
+/* zinc reports "permission denied" as -EPERM. */
+static int neg_errno(int e)
+{
+	return e == EACCES ? -EPERM : -e;
+}
+
+static void sleep_us(long us)
+{
+	struct timespec ts = { us / 1000000, (us % 1000000) * 1000 };
+	nanosleep(&ts, NULL);
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Take an OFD lock on one byte, retrying for up to wait_ms while another
+ * process holds a conflicting one.  0, -EAGAIN (still busy) or -errno. */
+static int lock_byte(int fd, short type, off_t byte, int wait_ms)
+{
+	struct flock fl = { .l_type = type, .l_whence = SEEK_SET,
+			    .l_start = byte, .l_len = 1 };
+	int64_t deadline = now_ms() + wait_ms;
+	long pause = 20;
+	while (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
+		if (errno != EAGAIN && errno != EACCES && errno != EINTR)
+			return -errno;
+		if (now_ms() >= deadline)
+			return -EAGAIN;
+		sleep_us(pause);
+		if (pause < 1000)
+			pause *= 2;
+	}
+	return 0;
+}
+
+/* 1 if another open file description holds a lock on byte, 0 if not. */
+static int byte_locked(int fd, off_t byte)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET,
+			    .l_start = byte, .l_len = 1 };
+	if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
+		return 0;
+	return fl.l_type != F_UNLCK;
+}
+
+static uint64_t fnv1a(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 0x100000001b3ULL;
+	return h;
+}
+
+void zinc__wake_all(uint32_t *word);
+
+/*
+ * Remove the name `path` if it still refers to the object open as fd: mark
+ * the region removed, wake its waiters (they return -EIDRM) and unlink.
+ * Serialised on LOCK_REMOVE so two removers never unlink a newer object
+ * that took the name.  hdr may be NULL for an object that is no region.
+ */
+static int remove_object(int fd, const char *path, struct zinc_header *hdr)
+{
+	struct stat a, b;
+	int rc = lock_byte(fd, F_WRLCK, LOCK_REMOVE, LOCK_WAIT_MS);
+	if (rc)
+		return rc;
+	if (fstat(fd, &a) < 0 || stat(path, &b) < 0 ||
+	    a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+		rc = -ENOENT; /* someone else removed or replaced it */
+	} else {
+		if (hdr) {
+			__atomic_fetch_or(&hdr->flags, ZINC_FLAG_REMOVED,
+					  __ATOMIC_SEQ_CST);
+			__atomic_fetch_add(&hdr->notify_seq, 1, __ATOMIC_SEQ_CST);
+			zinc__wake_all(&hdr->notify_seq);
+		}
+		rc = unlink(path) < 0 ? neg_errno(errno) : 0;
+	}
+	struct flock fl = { .l_type = F_UNLCK, .l_whence = SEEK_SET,
+			    .l_start = LOCK_REMOVE, .l_len = 1 };
+	fcntl(fd, F_OFD_SETLK, &fl);
+	return rc;
+}
+
+/*
+ * Map fd and check it is a region: regular file, size >= 2 pages and a page
+ * multiple, magic (acquire), version, capacity == size - page.  A half-made
+ * object (size 0, or right size but magic 0) is waited for briefly, since a
+ * creator may be between its steps.  Fills r's mapping fields.
+ */
+static int map_region(int fd, struct zinc_region *r)
+{
+	size_t page = zinc__page_size();
+	int64_t deadline = now_ms() + CREATE_RACE_MS;
+	for (;;) {
+		struct stat st;
+		if (fstat(fd, &st) < 0)
+			return -errno;
+		if (!S_ISREG(st.st_mode))
+			return -EBADMSG;
+		size_t size = (size_t)st.st_size;
+		int half_made = size == 0;
+		if (size != 0) {
+			if (size < 2 * page || size % page)
+				return -EBADMSG;
+			void *m = mmap(NULL, size, PROT_READ | PROT_WRITE,
+				       MAP_SHARED, fd, 0);
+			if (m == MAP_FAILED)
+				return neg_errno(errno);
+			struct zinc_header *h = m;
+			uint64_t magic = __atomic_load_n(&h->magic, __ATOMIC_ACQUIRE);
+			if (magic == ZINC_MAGIC && h->version == ZINC_FORMAT_VERSION &&
+			    h->capacity == size - page) {
+				r->hdr = h;
+				r->ext = (struct zinc_ext *)((char *)m + ZINC_EXT_OFFSET);
+				r->data = (uint8_t *)m + page;
+				r->map_size = size;
+				r->capacity = size - page;
+				r->foreign = r->ext->ext_magic != ZINC_EXT_MAGIC;
+				return 0;
+			}
+			munmap(m, size);
+			if (magic != 0)
+				return -EBADMSG;
+			half_made = 1;
+		}
+		if (!half_made || now_ms() >= deadline)
+			return -EBADMSG;
+		sleep_us(500);
+	}
+}
+
+static void unmap_region(struct zinc_region *r)
+{
+	if (r->hdr)
+		munmap(r->hdr, r->map_size);
+	r->hdr = NULL;
+}
+
+static int open_object(const char *path, int flags)
+{
+	/* O_NONBLOCK: a FIFO planted under a region's name must not block. */
+	return open(path, flags | O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK |
+			  O_NOCTTY, 0600);
+}
+
+static struct zinc_region *new_handle(const char *name, const char *path)
+{
+	struct zinc_region *r = calloc(1, sizeof(*r));
+	if (!r)
+		return NULL;
+	r->fd = -1;
+	snprintf(r->name, sizeof(r->name), "%s", name);
+	snprintf(r->path, sizeof(r->path), "%s", path);
+	const char *always = getenv("ZINC_ALWAYS_WAKE");
+	r->always_wake = always && *always && strcmp(always, "0") != 0;
+	const char *spin = getenv("ZINC_SPIN_NS");
+	if (spin && *spin)
+		r->spin_ns = (uint32_t)strtoul(spin, NULL, 10);
+	return r;
+}
+
+static void free_handle(struct zinc_region *r)
+{
+	unmap_region(r);
+	if (r->fd >= 0)
+		close(r->fd);
+	free(r);
+}
+
+static int pid_alive(pid_t pid)
+{
+	return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+}
+
+/*
+ * The name is taken: find out whether its region is stale (owner closed or
+ * died, or a leftover that is no region at all) and if so remove it.
+ * 0 = removed or vanished (try again), -EEXIST = in use, or -errno.
+ */
+static int remove_if_stale(const char *path)
+{
+	int fd = open_object(path, 0);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : errno == ELOOP ? -EEXIST
+							    : neg_errno(errno);
+	struct zinc_region probe = { .fd = fd };
+	int rc;
+	if (byte_locked(fd, LOCK_OWNER)) {
+		rc = -EEXIST; /* owner alive, or a creator mid-way */
+	} else {
+		int m = map_region(fd, &probe);
+		if (m == 0 && probe.foreign && pid_alive(probe.hdr->owner_pid))
+			rc = -EEXIST; /* zinc-core region: no locks, trust pid */
+		else if (m == -EBADMSG && byte_locked(fd, LOCK_HANDLE))
+			rc = -EEXIST; /* unreadable but in use */
+		else if (m != 0 && m != -EBADMSG)
+			rc = m;
+		else {
+			struct stat st;
+			if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode))
+				rc = -EEXIST; /* not ours to delete */
+			else
+				rc = remove_object(fd, path, probe.hdr);
+			if (rc == -ENOENT)
+				rc = 0;
+		}
+	}
+	unmap_region(&probe);
+	close(fd);
+	return rc;
+}
+
+/* Fill a freshly created, locked object of `size` bytes and publish it. */
+static int init_region(struct zinc_region *r, size_t capacity)
+{
+	size_t page = zinc__page_size();
+	int err = posix_fallocate(r->fd, 0, (off_t)(page + capacity));
+	if (err)
+		return -err;
+	void *m = mmap(NULL, page + capacity, PROT_READ | PROT_WRITE,
+		       MAP_SHARED, r->fd, 0);
+	if (m == MAP_FAILED)
+		return -errno;
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	struct zinc_header *h = m;
+	h->version = ZINC_FORMAT_VERSION;
+	h->flags = 0;
+	h->notify_seq = 0;
+	h->capacity = capacity;
+	h->ref_count = 1;
+	h->owner_pid = getpid();
+	h->created_at = (uint64_t)now.tv_sec * 1000000000ULL + (uint64_t)now.tv_nsec;
+	h->name_hash = fnv1a(r->name);
+	h->ring_head = 0;
+	h->ring_tail = 0;
+	r->ext = (struct zinc_ext *)((char *)m + ZINC_EXT_OFFSET);
+	r->ext->ext_magic = ZINC_EXT_MAGIC;
+	r->ext->waiters = 0;
+	__atomic_store_n(&h->magic, ZINC_MAGIC, __ATOMIC_RELEASE);
+	r->hdr = h;
+	r->data = (uint8_t *)m + page;
+	r->map_size = page + capacity;
+	r->capacity = capacity;
+	return 0;
+}
+
+int32_t zinc_create(const char *name, uintptr_t capacity, zinc_region **out)
+{
+	char path[PATH_MAX];
+	size_t page = zinc__page_size();
+	if (out)
+		*out = NULL;
+	if (!out || object_path(name, path))
+		return -EINVAL;
+	if (capacity == 0 || capacity % page ||
+	    capacity > (uintptr_t)(INT64_MAX - (int64_t)page))
+		return -EINVAL;
+
+	for (int attempt = 0; attempt < 8; attempt++) {
+		int fd = open_object(path, O_CREAT | O_EXCL);
+		if (fd < 0) {
+			if (errno != EEXIST)
+				return neg_errno(errno);
+			int rc = remove_if_stale(path);
+			if (rc)
+				return rc;
+			continue;
+		}
+		struct zinc_region *r = new_handle(name, path);
+		int rc = r ? 0 : -ENOMEM;
+		if (r) {
+			r->fd = fd;
+			r->owner = 1;
+			rc = lock_byte(fd, F_WRLCK, LOCK_OWNER, 0);
+			if (!rc)
+				rc = lock_byte(fd, F_RDLCK, LOCK_HANDLE, LOCK_WAIT_MS);
+			if (!rc)
+				rc = init_region(r, capacity);
+		}
+		if (rc) {
+			/* Never leave a half-made object behind. */
+			remove_object(fd, path, NULL);
+			if (r)
+				free_handle(r);
+			else
+				close(fd);
+			return rc;
+		}
+		*out = r;
+		return 0;
+	}
+	return -EEXIST;
+}
+
+int32_t zinc_open_ex(const char *name, uint32_t flags, zinc_region **out)
+{
+	char path[PATH_MAX];
+	if (out)
+		*out = NULL;
+	if (!out || object_path(name, path) || (flags & ~ZINC_OPEN_OBSERVE))
+		return -EINVAL;
+	int observe = flags & ZINC_OPEN_OBSERVE;
+
+	/* Retry when we caught a region whose name was removed right then:
+	 * the name may already hold a new region. */
+	for (int attempt = 0; attempt < 8; attempt++) {
+		int fd = open_object(path, 0);
+		if (fd < 0)
+			return errno == ELOOP || errno == ENXIO ? -EBADMSG
+								: neg_errno(errno);
+		struct zinc_region *r = new_handle(name, path);
+		if (!r) {
+			close(fd);
+			return -ENOMEM;
+		}
+		r->fd = fd;
+		r->open_flags = flags;
+		int rc = observe ? 0 : lock_byte(fd, F_RDLCK, LOCK_HANDLE, LOCK_WAIT_MS);
+		if (!rc)
+			rc = map_region(fd, r);
+		if (rc) {
+			free_handle(r);
+			return rc;
+		}
+		if (zinc__flags(r) & ZINC_FLAG_REMOVED) {
+			free_handle(r);
+			continue;
+		}
+		if (r->foreign)
+			r->always_wake = 1; /* zinc-core waiters never announce */
+		if (!observe)
+			__atomic_fetch_add(&r->hdr->ref_count, 1, __ATOMIC_SEQ_CST);
+		*out = r;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+int32_t zinc_open(const char *name, zinc_region **out)
+{
+	return zinc_open_ex(name, 0, out);
+}
+
+void zinc_close(zinc_region *r)
+{
+	if (!r)
+		return;
+	zinc_watch(r, 0);
+	if (!(r->open_flags & ZINC_OPEN_OBSERVE)) {
+		uint32_t refs = __atomic_load_n(&r->hdr->ref_count, __ATOMIC_RELAXED);
+		while (refs && !__atomic_compare_exchange_n(&r->hdr->ref_count, &refs,
+							    refs - 1, 0, __ATOMIC_SEQ_CST,
+							    __ATOMIC_RELAXED))
+			;
+		/* Last handle anywhere?  Only then can our read lock on
+		 * LOCK_HANDLE become a write lock; LOCK_REMOVE makes two
+		 * closers decide one after the other, so one of them is last. */
+		if (lock_byte(r->fd, F_WRLCK, LOCK_REMOVE, LOCK_WAIT_MS) == 0 &&
+		    lock_byte(r->fd, F_WRLCK, LOCK_HANDLE, 0) == 0 &&
+		    !(zinc__flags(r) & ZINC_FLAG_REMOVED) &&
+		    (!r->foreign || refs <= 1))
+			remove_object(r->fd, r->path, r->hdr);
+	}
+	free_handle(r); /* closing the fd drops every lock we held */
+}
+
+int32_t zinc_unlink(const char *name)
+{
+	char path[PATH_MAX];
+	if (object_path(name, path))
+		return -EINVAL;
+	int fd = open_object(path, 0);
+	if (fd < 0) {
+		if (errno != EACCES && errno != ELOOP && errno != ENXIO)
+			return neg_errno(errno);
+		/* Not openable by us (not ours, or not a file): plain unlink,
+		 * which the directory's permissions decide. */
+		return unlink(path) < 0 ? neg_errno(errno) : 0;
+	}
+	struct zinc_region probe = { .fd = fd };
+	map_region(fd, &probe);
+	int rc = remove_object(fd, path, probe.hdr);
+	unmap_region(&probe);
+	close(fd);
+	return rc;
+}
+
+uint8_t *zinc_ptr(zinc_region *r)
+{
+	return r ? r->data : NULL;
+}
+
+uintptr_t zinc_capacity(zinc_region *r)
+{
+	return r ? r->capacity : 0;
+}
+
+const char *zinc_name(zinc_region *r)
+{
+	return r ? r->name : NULL;
+}
+
+int zinc_fd(zinc_region *r)
+{
+	return r ? r->fd : -EINVAL;
+}
+
+uint32_t zinc_version(void)
+{
+	return (uint32_t)ZINC_FORMAT_VERSION << 16 | 0x0001;
+}
+
+int32_t zinc_list(int (*fn)(const char *name, void *arg), void *arg)
+{
+	if (!fn)
+		return -EINVAL;
+	DIR *d = opendir(region_dir());
+	if (!d)
+		return neg_errno(errno);
+	int32_t count = 0;
+	const size_t plen = strlen(ZINC_OBJECT_PREFIX);
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		const char *name = e->d_name + plen;
+		if (strncmp(e->d_name, ZINC_OBJECT_PREFIX, plen) || !valid_name(name))
+			continue;
+		count++;
+		int rc = fn(name, arg);
+		if (rc) {
+			closedir(d);
+			return rc;
+		}
+	}
+	closedir(d);
+	return count;
+}
+
+int32_t zinc_handle_stat(zinc_region *r, struct zinc_info *info)
+{
+	if (!r || !info)
+		return -EINVAL;
+	struct zinc_header *h = r->hdr;
+	int counting = !(r->open_flags & ZINC_OPEN_OBSERVE);
+	memset(info, 0, sizeof(*info));
+	info->capacity = r->capacity;
+	info->created_at = h->created_at;
+	info->seq = __atomic_load_n(&h->notify_seq, __ATOMIC_ACQUIRE);
+	info->ref_count = __atomic_load_n(&h->ref_count, __ATOMIC_RELAXED);
+	info->waiters = r->foreign ? 0 : __atomic_load_n(&r->ext->waiters, __ATOMIC_RELAXED);
+	info->owner_pid = h->owner_pid;
+	info->flags = zinc__flags(r);
+	info->foreign = r->foreign;
+	if (r->foreign)
+		info->owner_alive = pid_alive(h->owner_pid);
+	else
+		info->owner_alive = r->owner || byte_locked(r->fd, LOCK_OWNER);
+	info->in_use = counting || byte_locked(r->fd, LOCK_HANDLE);
+	return 0;
+}
+
+int32_t zinc_stat(const char *name, struct zinc_info *info)
+{
+	zinc_region *r;
+	if (!info)
+		return -EINVAL;
+	int rc = zinc_open_ex(name, ZINC_OPEN_OBSERVE, &r);
+	if (rc)
+		return rc;
+	rc = zinc_handle_stat(r, info);
+	zinc_close(r);
+	return rc;
+}
+
+const char *zinc_strerror(int err)
+{
+	if (err < 0)
+		err = -err;
+	switch (err) {
+	case 0: return "Success";
+	case EINVAL: return "Invalid region name, size or argument";
+	case EEXIST: return "Region exists and its owner is alive";
+	case ENOENT: return "No such region";
+	case EPERM: return "Permission denied";
+	case EBADMSG: return "Object is not a valid zinc region";
+	case EIDRM: return "Region was removed";
+	case ETIMEDOUT: return "Timed out waiting for a notification";
+	case EAGAIN: return "No notification pending";
+	case ENOSPC: return "No space left in the region directory";
+	}
+	const char *s = strerrordesc_np(err);
+	return s ? s : "Unknown error";
+}
