@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Build everything and run every test: libzinc's C unit tests (plain and
+# under AddressSanitizer+UndefinedBehaviorSanitizer) and the pytest suite
+# that mounts zincfs.  Installs missing Debian packages when run as root.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+ensure_packages
+ensure_fuse
+PYTEST=$(pytest_cmd)
+
+echo "== build (-Werror)"
+configure_build build -Dwerror=true -Dbuildtype=debugoptimized
+ninja -C build
+
+echo "== libzinc unit tests"
+meson test -C build --print-errorlogs
+
+echo "== libzinc unit tests under ASan+UBSan"
+configure_build build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false
+ninja -C build-asan
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	meson test -C build-asan --print-errorlogs
+
+echo "== zincfs tests (pytest)"
+ZINC_BUILD_DIR="$ROOT/build" $PYTEST -q -p no:cacheprovider tests/zincfs
