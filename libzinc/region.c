@@ -254,9 +254,14 @@ static int pid_alive(pid_t pid)
 static int remove_if_stale(const char *path)
 {
 	int fd = open_object(path, 0);
-	if (fd < 0)
-		return errno == ENOENT ? 0 : errno == ELOOP ? -EEXIST
-							    : neg_errno(errno);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		/* A symlink, directory or socket holds the name: not ours. */
+		if (errno == ELOOP || errno == EISDIR || errno == ENXIO)
+			return -EEXIST;
+		return neg_errno(errno);
+	}
 	struct zinc_region probe = { .fd = fd };
 	int rc;
 	if (byte_locked(fd, LOCK_OWNER)) {
@@ -381,8 +386,8 @@ int32_t zinc_open_ex(const char *name, uint32_t flags, zinc_region **out)
 	for (int attempt = 0; attempt < 8; attempt++) {
 		int fd = open_object(path, 0);
 		if (fd < 0)
-			return errno == ELOOP || errno == ENXIO ? -EBADMSG
-								: neg_errno(errno);
+			return errno == ELOOP || errno == ENXIO || errno == EISDIR
+				       ? -EBADMSG : neg_errno(errno);
 		struct zinc_region *r = new_handle(name, path);
 		if (!r) {
 			close(fd);
