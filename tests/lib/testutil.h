@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -192,6 +193,28 @@ static void tu_use_dir(const char *dir)
 	}
 }
 
+/* Remove private directories left by tests that died without cleaning up
+ * (a crash or a sanitizer abort): zinctest.PID.* whose PID is gone. */
+static void tu_sweep(const char *parent)
+{
+	DIR *d = opendir(parent);
+	struct dirent *e;
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		int pid;
+		char p[512];
+		if (sscanf(e->d_name, "zinctest.%d.", &pid) != 1 || pid <= 0 ||
+		    kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		snprintf(p, sizeof(p), "%s/%s/mnt", parent, e->d_name);
+		umount2(p, MNT_DETACH);
+		snprintf(p, sizeof(p), "%s/%s", parent, e->d_name);
+		nftw(p, tu_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	}
+	closedir(d);
+}
+
 /*
  * Start a test: private region directory (mode 0755 so other users can
  * reach objects and only the objects' own modes decide), cleanup hooks, and
@@ -208,9 +231,14 @@ static __attribute__((unused)) void tu_init(void)
 	signal(SIGTERM, tu_on_signal);
 	signal(SIGINT, tu_on_signal);
 	signal(SIGPIPE, SIG_IGN);
-	snprintf(tu_tmpdir, sizeof(tu_tmpdir), "/dev/shm/zinctest.XXXXXX");
+	signal(SIGBUS, tu_on_signal);
+	tu_sweep("/dev/shm");
+	tu_sweep("/tmp");
+	snprintf(tu_tmpdir, sizeof(tu_tmpdir), "/dev/shm/zinctest.%d.XXXXXX",
+		 (int)getpid());
 	if (!mkdtemp(tu_tmpdir)) {
-		snprintf(tu_tmpdir, sizeof(tu_tmpdir), "/tmp/zinctest.XXXXXX");
+		snprintf(tu_tmpdir, sizeof(tu_tmpdir), "/tmp/zinctest.%d.XXXXXX",
+			 (int)getpid());
 		if (!mkdtemp(tu_tmpdir)) {
 			perror("mkdtemp");
 			exit(T_FAIL);
