@@ -1,0 +1,188 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The opt-in spin (zinc_set_spin / ZINC_SPIN_NS): a waiter notified during
+ * its spin returns 0 without ever sleeping or announcing itself (so the
+ * notifier made no wake call); the spin is bounded by the timeout; after
+ * the spin it sleeps and is woken normally; -EIDRM ends a spin.
+ * Runs alone: it measures time and burns a CPU.
+ */
+#include "testutil.h"
+
+#define LONG_SPIN_NS 2000000000u /* 2 s */
+
+/* Child: open NAME (spin from the env or set here), report readiness,
+ * zinc_wait(timeout), send rc and elapsed ms through `out`. */
+static pid_t spinning_waiter(const char *name, uint32_t spin_ns,
+			     uint32_t timeout, int out[2])
+{
+	tu_pipe(out);
+	pid_t pid = tu_fork();
+	if (pid == 0) {
+		zinc_region *h;
+		CHECK_OK(zinc_open(name, &h));
+		if (spin_ns)
+			CHECK_OK(zinc_set_spin(h, spin_ns));
+		tu_put(out[1], 'r');
+		int64_t t0 = tu_now_ns();
+		int32_t rc = zinc_wait(h, timeout);
+		int64_t el = (tu_now_ns() - t0) / 1000000;
+		tu_put_val(out[1], &rc, sizeof(rc));
+		tu_put_val(out[1], &el, sizeof(el));
+		zinc_close(h);
+		_exit(0);
+	}
+	CHECK_GET(out[0], 'r');
+	return pid;
+}
+
+static void result(int out[2], int32_t *rc, int64_t *ms)
+{
+	tu_get_val(out[0], rc, sizeof(*rc));
+	tu_get_val(out[0], ms, sizeof(*ms));
+	close(out[0]);
+	close(out[1]);
+}
+
+/* Watch the child for `ms`: it must stay runnable (spinning), never asleep
+ * in a futex wait, and never be counted as a waiter. */
+static void check_spinning(pid_t pid, zinc_region *r, int ms)
+{
+	int64_t end = tu_now_ms() + ms;
+	while (tu_now_ms() < end) {
+		CHECK(!tu_in_futex_wait(pid, pid));
+		CHECK_EQ(tu_waiters(r), 0);
+		tu_pause_us(1000);
+	}
+}
+
+static void test_notified_during_spin(void)
+{
+	zinc_region *r;
+	CHECK_OK(zinc_create("spin", tu_page(), &r));
+	int out[2];
+	pid_t pid = spinning_waiter("spin", LONG_SPIN_NS, 20000, out);
+	check_spinning(pid, r, 100);
+	int64_t t0 = tu_now_ms();
+	zinc_notify(r); /* no waiter announced: no futex wake issued */
+	int32_t rc;
+	int64_t ms;
+	result(out, &rc, &ms);
+	CHECK_CHILD_OK(pid);
+	CHECK_OK(rc);
+	/* It returned from the spin, long before the spin would end (a
+	 * sleeper would not have been woken at all: nobody was counted). */
+	CHECK(tu_now_ms() - t0 < 1000);
+	CHECK(ms < 1500);
+	CHECK_EQ(tu_waiters(r), 0);
+	zinc_close(r);
+}
+
+static void test_spin_from_env(void)
+{
+	zinc_region *r;
+	CHECK_OK(zinc_create("spinenv", tu_page(), &r));
+	setenv("ZINC_SPIN_NS", "2000000000", 1);
+	int out[2];
+	pid_t pid = spinning_waiter("spinenv", 0, 20000, out);
+	unsetenv("ZINC_SPIN_NS");
+	check_spinning(pid, r, 100);
+	zinc_notify(r);
+	int32_t rc;
+	int64_t ms;
+	result(out, &rc, &ms);
+	CHECK_CHILD_OK(pid);
+	CHECK_OK(rc);
+	CHECK(ms < 1500);
+	zinc_close(r);
+}
+
+static void test_spin_bounded_by_timeout(void)
+{
+	zinc_region *r;
+	CHECK_OK(zinc_create("spintmo", tu_page(), &r));
+	CHECK_OK(zinc_set_spin(r, LONG_SPIN_NS));
+	int64_t t0 = tu_now_ns();
+	CHECK_RC(zinc_wait(r, 50), -ETIMEDOUT);
+	int64_t el = tu_now_ns() - t0;
+	printf("  50 ms timeout with a 2 s spin: %.3f ms\n", el / 1e6);
+	CHECK(el >= 50LL * 1000000);
+	CHECK(el < 150LL * 1000000);
+	/* timeout 0 never spins */
+	t0 = tu_now_ns();
+	CHECK_RC(zinc_wait(r, 0), -ETIMEDOUT);
+	CHECK(tu_now_ns() - t0 < 10LL * 1000000);
+	/* pending: returns at once */
+	zinc_notify(r);
+	t0 = tu_now_ns();
+	CHECK_OK(zinc_wait(r, 1000));
+	CHECK(tu_now_ns() - t0 < 10LL * 1000000);
+	zinc_close(r);
+}
+
+static void test_sleep_after_spin(void)
+{
+	zinc_region *r;
+	CHECK_OK(zinc_create("spinsleep", tu_page(), &r));
+	int out[2];
+	pid_t pid = spinning_waiter("spinsleep", 1000000 /* 1 ms */, 20000, out);
+	CHECK_ASLEEP(pid);
+	CHECK_EQ(tu_waiters(r), 1);
+	zinc_notify(r);
+	int32_t rc;
+	int64_t ms;
+	result(out, &rc, &ms);
+	CHECK_CHILD_OK(pid);
+	CHECK_OK(rc);
+	CHECK_EQ(tu_waiters(r), 0);
+	zinc_close(r);
+}
+
+static void test_spin_idrm(void)
+{
+	zinc_region *r;
+	CHECK_OK(zinc_create("spinidrm", tu_page(), &r));
+	int out[2];
+	pid_t pid = spinning_waiter("spinidrm", LONG_SPIN_NS, 20000, out);
+	check_spinning(pid, r, 20);
+	CHECK_OK(zinc_unlink("spinidrm"));
+	int32_t rc;
+	int64_t ms;
+	result(out, &rc, &ms);
+	CHECK_CHILD_OK(pid);
+	CHECK_RC(rc, -EIDRM);
+	CHECK(ms < 1500);
+	zinc_close(r);
+}
+
+static void test_spin_off_sleeps(void)
+{
+	zinc_region *r;
+	CHECK_OK(zinc_create("nospin", tu_page(), &r));
+	CHECK_OK(zinc_set_spin(r, LONG_SPIN_NS));
+	CHECK_OK(zinc_set_spin(r, 0)); /* back to the default */
+	int out[2];
+	pid_t pid = spinning_waiter("nospin", 0, 20000, out);
+	/* Default: no spin, it goes to sleep at once. */
+	int64_t t0 = tu_now_ms();
+	CHECK_ASLEEP(pid);
+	CHECK(tu_now_ms() - t0 < 1000);
+	zinc_notify(r);
+	int32_t rc;
+	int64_t ms;
+	result(out, &rc, &ms);
+	CHECK_CHILD_OK(pid);
+	CHECK_OK(rc);
+	zinc_close(r);
+}
+
+int main(void)
+{
+	tu_init();
+	TU_RUN(test_notified_during_spin);
+	TU_RUN(test_spin_from_env);
+	TU_RUN(test_spin_bounded_by_timeout);
+	TU_RUN(test_sleep_after_spin);
+	TU_RUN(test_spin_idrm);
+	TU_RUN(test_spin_off_sleeps);
+	return T_PASS;
+}

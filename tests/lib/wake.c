@@ -1,0 +1,211 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Wakes: across processes (the waiter is first proven asleep in a futex
+ * wait), across two handles in one process, several waiters at once, the
+ * "forever" timeout, and one handle shared by threads (its cursor is shared:
+ * one notification is consumed once).
+ */
+#include <pthread.h>
+#include "testutil.h"
+
+static void test_cross_process(void)
+{
+	zinc_region *r;
+	CHECK_OK(zinc_create("xproc", tu_page(), &r));
+	int done[2];
+	tu_pipe(done);
+	pid_t pid = tu_fork();
+	if (pid == 0) {
+		zinc_region *c;
+		CHECK_OK(zinc_open("xproc", &c));
+		CHECK_RC(zinc_try_wait(c), -EAGAIN);
+		int64_t t0 = tu_now_ms();
+		CHECK_OK(zinc_wait(c, 20000));
+		CHECK(tu_now_ms() - t0 < 15000);
+		/* Data written before notify is visible. */
+		CHECK(memcmp(zinc_ptr(c), "wake up", 8) == 0);
+		CHECK_RC(zinc_try_wait(c), -EAGAIN);
+		zinc_close(c);
+		_exit(0);
+	}
+	CHECK_ASLEEP(pid);
+	/* It is still there, asleep, and announced as a waiter. */
+	CHECK_EQ(tu_waiters(r), 1);
+	CHECK_EQ(waitpid(pid, NULL, WNOHANG), 0);
+	memcpy(zinc_ptr(r), "wake up", 8);
+	zinc_notify(r);
+	CHECK_CHILD_OK(pid);
+	CHECK_EQ(tu_waiters(r), 0);
+	zinc_close(r);
+	close(done[0]);
+	close(done[1]);
+}
+
+struct waiter {
+	zinc_region *r;
+	uint32_t timeout;
+	pid_t tid;
+	int rc;
+	int64_t ms;
+	int done;
+};
+
+static void *wait_thread(void *arg)
+{
+	struct waiter *w = arg;
+	__atomic_store_n(&w->tid, tu_gettid(), __ATOMIC_RELEASE);
+	int64_t t0 = tu_now_ms();
+	w->rc = zinc_wait(w->r, w->timeout);
+	w->ms = tu_now_ms() - t0;
+	__atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static pid_t start_waiter(pthread_t *t, struct waiter *w)
+{
+	CHECK_EQ(pthread_create(t, NULL, wait_thread, w), 0);
+	pid_t tid;
+	while (!(tid = __atomic_load_n(&w->tid, __ATOMIC_ACQUIRE)))
+		tu_pause_us(50);
+	return tid;
+}
+
+static void test_two_handles_one_process(void)
+{
+	zinc_region *a, *b;
+	CHECK_OK(zinc_create("twoh", tu_page(), &a));
+	CHECK_OK(zinc_open("twoh", &b));
+	struct waiter w = { .r = b, .timeout = 20000 };
+	pthread_t t;
+	pid_t tid = start_waiter(&t, &w);
+	CHECK_THREAD_ASLEEP(tid);
+	CHECK_EQ(tu_waiters(a), 1);
+	zinc_notify(a);
+	CHECK_EQ(pthread_join(t, NULL), 0);
+	CHECK_OK(w.rc);
+	CHECK(w.ms < 15000);
+	/* The notifying handle has its own cursor: it sees one pending. */
+	CHECK_OK(zinc_try_wait(a));
+	CHECK_RC(zinc_try_wait(b), -EAGAIN);
+
+	/* And the other way round: the owner waits, the reader notifies. */
+	struct waiter w2 = { .r = a, .timeout = 20000 };
+	tid = start_waiter(&t, &w2);
+	CHECK_THREAD_ASLEEP(tid);
+	zinc_notify(b);
+	CHECK_EQ(pthread_join(t, NULL), 0);
+	CHECK_OK(w2.rc);
+	zinc_close(b);
+	zinc_close(a);
+}
+
+static void test_forever(void)
+{
+	zinc_region *a;
+	CHECK_OK(zinc_create("forever", tu_page(), &a));
+	uint32_t timeouts[] = { UINT32_MAX, UINT32_MAX - 1, 86400000u };
+	for (size_t i = 0; i < 3; i++) {
+		struct waiter w = { .r = a, .timeout = timeouts[i] };
+		pthread_t t;
+		pid_t tid = start_waiter(&t, &w);
+		CHECK_THREAD_ASLEEP(tid);
+		zinc_notify(a);
+		CHECK_EQ(pthread_join(t, NULL), 0);
+		CHECK_OK(w.rc);
+	}
+	zinc_close(a);
+}
+
+static void test_many_waiters(void)
+{
+	enum { PROCS = 4, THREADS = 3 };
+	zinc_region *r;
+	CHECK_OK(zinc_create("many", tu_page(), &r));
+	pid_t pids[PROCS];
+	for (int i = 0; i < PROCS; i++) {
+		pids[i] = tu_fork();
+		if (pids[i] == 0) {
+			zinc_region *c;
+			CHECK_OK(zinc_open("many", &c));
+			CHECK_OK(zinc_wait(c, 20000));
+			zinc_close(c);
+			_exit(0);
+		}
+	}
+	/* Threads in this process, each with its own handle. */
+	zinc_region *h[THREADS];
+	struct waiter w[THREADS];
+	pthread_t t[THREADS];
+	pid_t tids[THREADS];
+	for (int i = 0; i < THREADS; i++) {
+		CHECK_OK(zinc_open("many", &h[i]));
+		w[i] = (struct waiter){ .r = h[i], .timeout = 20000 };
+		tids[i] = start_waiter(&t[i], &w[i]);
+	}
+	for (int i = 0; i < PROCS; i++)
+		CHECK_ASLEEP(pids[i]);
+	for (int i = 0; i < THREADS; i++)
+		CHECK_THREAD_ASLEEP(tids[i]);
+	CHECK_EQ(tu_waiters(r), PROCS + THREADS);
+	zinc_notify(r); /* one notify wakes every one of them */
+	for (int i = 0; i < PROCS; i++)
+		CHECK_CHILD_OK(pids[i]);
+	for (int i = 0; i < THREADS; i++) {
+		CHECK_EQ(pthread_join(t[i], NULL), 0);
+		CHECK_OK(w[i].rc);
+		zinc_close(h[i]);
+	}
+	CHECK_EQ(tu_waiters(r), 0);
+	zinc_close(r);
+}
+
+/* Threads sharing one handle share its cursor: a notification wakes them
+ * all, but only one consumes it; the other goes back to sleep. */
+static void test_shared_handle_threads(void)
+{
+	zinc_region *owner, *h;
+	CHECK_OK(zinc_create("shared", tu_page(), &owner));
+	CHECK_OK(zinc_open("shared", &h));
+	struct waiter w1 = { .r = h, .timeout = 20000 };
+	struct waiter w2 = { .r = h, .timeout = 20000 };
+	pthread_t t1, t2;
+	pid_t tid1 = start_waiter(&t1, &w1);
+	pid_t tid2 = start_waiter(&t2, &w2);
+	CHECK_THREAD_ASLEEP(tid1);
+	CHECK_THREAD_ASLEEP(tid2);
+	CHECK_EQ(tu_waiters(owner), 2);
+	zinc_notify(owner);
+	/* Exactly one returns; the other is asleep again. */
+	int64_t deadline = tu_now_ms() + 10000;
+	int done1 = 0, done2 = 0;
+	while (!(done1 || done2) && tu_now_ms() < deadline) {
+		done1 = __atomic_load_n(&w1.done, __ATOMIC_ACQUIRE);
+		done2 = __atomic_load_n(&w2.done, __ATOMIC_ACQUIRE);
+		tu_pause_us(200);
+	}
+	CHECK(done1 != done2);
+	pid_t sleeper = done1 ? tid2 : tid1;
+	CHECK_THREAD_ASLEEP(sleeper);
+	CHECK_EQ(tu_waiters(owner), 1);
+	CHECK_RC(zinc_try_wait(h), -EAGAIN);
+	/* A second notification wakes the second thread. */
+	zinc_notify(owner);
+	CHECK_EQ(pthread_join(t1, NULL), 0);
+	CHECK_EQ(pthread_join(t2, NULL), 0);
+	CHECK_OK(w1.rc);
+	CHECK_OK(w2.rc);
+	CHECK_EQ(tu_waiters(owner), 0);
+	zinc_close(h);
+	zinc_close(owner);
+}
+
+int main(void)
+{
+	tu_init();
+	TU_RUN(test_cross_process);
+	TU_RUN(test_two_handles_one_process);
+	TU_RUN(test_forever);
+	TU_RUN(test_many_waiters);
+	TU_RUN(test_shared_handle_threads);
+	return T_PASS;
+}
