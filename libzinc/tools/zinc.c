@@ -1091,7 +1091,7 @@ static int gc_invalid(const char *name, const char *reason, int dry, int verbose
 	}
 	if (time(NULL) - st.st_mtime < GC_MIN_AGE_S) {
 		if (verbose) {
-			snprintf(why, sizeof(why), "not a region (%s), modified "
+			snprintf(why, sizeof(why), "not a region: %s; modified "
 				 "less than %d s ago", reason, GC_MIN_AGE_S);
 			report("kept", name, why);
 		}
@@ -1107,14 +1107,14 @@ static int gc_invalid(const char *name, const char *reason, int dry, int verbose
 	}
 	if (has_locks(fd)) {
 		if (verbose) {
-			snprintf(why, sizeof(why), "not a region (%s), locked by "
+			snprintf(why, sizeof(why), "not a region: %s; locked by "
 				 "a process", reason);
 			report("kept", name, why);
 		}
 		close(fd);
 		return EXIT_OK;
 	}
-	snprintf(why, sizeof(why), "not a region (%s), no locks", reason);
+	snprintf(why, sizeof(why), "not a region: %s; no locks", reason);
 	if (dry) {
 		report("would remove", name, why);
 		close(fd);
