@@ -1098,6 +1098,11 @@ static int gc_invalid(const char *name, const char *reason, int dry, int verbose
 		return EXIT_OK;
 	}
 	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0 && (errno == EACCES || errno == EPERM)) {
+		if (verbose)
+			report("kept", name, "permission denied");
+		return EXIT_OK;
+	}
 	if (fd < 0)
 		return errno == ENOENT ? EXIT_OK : fail("gc", name, -errno);
 	if (fstat(fd, &now_st) < 0 || now_st.st_ino != st.st_ino ||
