@@ -1,0 +1,350 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * zincfs: every libzinc region as files (NAME, NAME.notify, NAME.wait).
+ * This file: command line, logging, mount, daemonizing, the loop, exit.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "zincfs.h"
+
+#ifndef ZINCFS_VERSION
+#define ZINCFS_VERSION "unknown"
+#endif
+
+struct zfs_config zfs_cfg;
+struct fuse_session *zfs_se;
+static int use_syslog;
+
+/* ---- logging: "zincfs: error: ...", "zincfs: warning: ...", "zincfs: info: ..." ---- */
+
+static void vlog(int level, const char *fmt, va_list ap)
+{
+	static const char *const tag[] = { "error: ", "warning: ", "info: " };
+	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO };
+	char msg[2048];
+	if (level == LOG_INFO_ && !zfs_cfg.debug)
+		return;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	/* One prefixed line per line of text. */
+	for (char *line = msg, *next; line && *line; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		if (!*line)
+			continue;
+		if (use_syslog)
+			syslog(prio[level], "%s%s", tag[level], line);
+		else
+			fprintf(stderr, "zincfs: %s%s\n", tag[level], line);
+	}
+}
+
+void zfs_log(int level, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vlog(level, fmt, ap);
+	va_end(ap);
+}
+
+static void fuse_log_to_ours(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	vlog(level <= FUSE_LOG_ERR ? LOG_ERR_ : level == FUSE_LOG_WARNING ? LOG_WARN_
+									  : LOG_INFO_,
+	     fmt, ap);
+}
+
+/* ---- options ---- */
+
+struct zfs_opts {
+	char *region_size;
+	char *shm_dir;
+	char *pos[3];
+	int npos;
+};
+
+enum { KEY_IGNORE };
+
+static const struct fuse_opt zfs_opt_spec[] = {
+	{ "region_size=%s", offsetof(struct zfs_opts, region_size), 0 },
+	{ "shm_dir=%s", offsetof(struct zfs_opts, shm_dir), 0 },
+	/* fstab/systemd/mount(8) options with no meaning here */
+	FUSE_OPT_KEY("_netdev", KEY_IGNORE),
+	FUSE_OPT_KEY("nofail", KEY_IGNORE),
+	FUSE_OPT_KEY("noauto", KEY_IGNORE),
+	FUSE_OPT_KEY("auto", KEY_IGNORE),
+	FUSE_OPT_KEY("user", KEY_IGNORE),
+	FUSE_OPT_KEY("users", KEY_IGNORE),
+	FUSE_OPT_KEY("defaults", KEY_IGNORE),
+	FUSE_OPT_KEY("rw", KEY_IGNORE),
+	FUSE_OPT_END
+};
+
+static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	(void)outargs;
+	struct zfs_opts *o = data;
+	switch (key) {
+	case KEY_IGNORE:
+		return 0;
+	case FUSE_OPT_KEY_OPT:
+		return strncmp(arg, "x-systemd.", 10) == 0 ? 0 : 1;
+	case FUSE_OPT_KEY_NONOPT:
+		/* `zincfs MNT`, or `zincfs SOURCE MNT` as mount(8) calls it */
+		if (o->npos < 3)
+			o->pos[o->npos] = strdup(arg);
+		o->npos++;
+		return 0;
+	}
+	return 1;
+}
+
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s || *s == '-')
+		return -1;
+	unsigned shift = 0;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	}
+	if (*end || v > (UINT64_MAX >> shift))
+		return -1;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+static void usage(const char *prog)
+{
+	printf("usage: %s [options] MOUNTPOINT\n"
+	       "       mount -t fuse.zincfs zincfs MOUNTPOINT -o OPTIONS\n\n"
+	       "Shows every libzinc region as files NAME, NAME.notify, NAME.wait.\n\n"
+	       "zincfs options:\n"
+	       "    -o region_size=SIZE    capacity of regions created through the mount\n"
+	       "                           (default: one page; K/M/G suffixes; page multiple)\n"
+	       "    -o shm_dir=DIR         directory holding the region objects\n"
+	       "                           (default: $ZINC_SHM_DIR or /dev/shm)\n"
+	       "    default_permissions is always on; _netdev, nofail, noauto, auto, user,\n"
+	       "    users, defaults, rw and x-systemd.* are accepted and ignored.\n\n",
+	       prog);
+	fuse_cmdline_help();
+	fuse_lowlevel_help();
+}
+
+/* ---- daemonizing: our own pipe, so setup errors reach the caller ---- */
+
+static int ready_fd = -1;
+
+static int daemonize_start(void)
+{
+	int p[2];
+	if (pipe(p) < 0) {
+		log_error("pipe: %s", strerror(errno));
+		return -1;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		log_error("fork: %s", strerror(errno));
+		return -1;
+	}
+	if (pid > 0) {
+		char status = 1;
+		close(p[1]);
+		if (read(p[0], &status, 1) != 1)
+			status = 1; /* the child died before it was ready */
+		_exit(status);
+	}
+	close(p[0]);
+	ready_fd = p[1];
+	if (setsid() < 0 || chdir("/") < 0)
+		log_warn("setsid/chdir: %s", strerror(errno));
+	return 0;
+}
+
+static void daemonize_done(char status)
+{
+	if (ready_fd < 0)
+		return;
+	if (status == 0) {
+		openlog("zincfs", LOG_PID, LOG_DAEMON);
+		use_syslog = 1;
+		int fd = open("/dev/null", O_RDWR);
+		if (fd >= 0) {
+			dup2(fd, 0);
+			dup2(fd, 1);
+			dup2(fd, 2);
+			if (fd > 2)
+				close(fd);
+		}
+	}
+	if (write(ready_fd, &status, 1) != 1) {
+		/* the parent is gone; nothing to tell */
+	}
+	close(ready_fd);
+	ready_fd = -1;
+}
+
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_cmdline_opts opts = { 0 };
+	struct zfs_opts o = { 0 };
+	int ret = 1, mounted = 0;
+
+	fuse_set_log_func(fuse_log_to_ours);
+	zfs_cfg.page = (size_t)sysconf(_SC_PAGESIZE);
+	zfs_cfg.region_size = zfs_cfg.page;
+
+	if (fuse_opt_parse(&args, &o, zfs_opt_spec, opt_proc) < 0)
+		goto out_args;
+	if (o.npos > 2) {
+		log_error("too many arguments (usage: zincfs [options] MOUNTPOINT)");
+		goto out_args;
+	}
+	if (o.npos > 0 && fuse_opt_add_arg(&args, o.pos[o.npos - 1]) < 0)
+		goto out_args;
+	if (fuse_parse_cmdline(&args, &opts) != 0)
+		goto out_args;
+	zfs_cfg.debug = opts.debug;
+	if (opts.show_help) {
+		usage(argv[0]);
+		ret = 0;
+		goto out_args;
+	}
+	if (opts.show_version) {
+		printf("zincfs version %s (libzinc format %u)\n", ZINCFS_VERSION,
+		       zinc_version() >> 16);
+		fuse_lowlevel_version();
+		ret = 0;
+		goto out_args;
+	}
+	if (!opts.mountpoint) {
+		log_error("no mount point given (usage: zincfs [options] MOUNTPOINT)");
+		goto out_args;
+	}
+	if (o.region_size && (parse_size(o.region_size, &zfs_cfg.region_size) ||
+			      zfs_cfg.region_size == 0 ||
+			      zfs_cfg.region_size % zfs_cfg.page)) {
+		log_error("region_size=%s: must be a positive multiple of the page "
+			  "size (%zu), with an optional K, M or G suffix",
+			  o.region_size, zfs_cfg.page);
+		goto out_args;
+	}
+	const char *dir = o.shm_dir ? o.shm_dir : getenv("ZINC_SHM_DIR");
+	if (!dir || !*dir)
+		dir = "/dev/shm";
+	struct stat st;
+	zfs_cfg.shm_dir = realpath(dir, NULL);
+	if (!zfs_cfg.shm_dir || stat(zfs_cfg.shm_dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		log_error("shm_dir=%s: %s", dir,
+			  zfs_cfg.shm_dir ? "not a directory" : strerror(errno));
+		goto out_args;
+	}
+	/* libzinc reads it on every call: set before anything else. */
+	setenv("ZINC_SHM_DIR", zfs_cfg.shm_dir, 1);
+
+	/* The kernel checks every file's mode (see the README on why). */
+	char fsname[64 + PATH_MAX];
+	snprintf(fsname, sizeof(fsname), "-ofsname=%s", o.npos == 2 ? o.pos[0] : "zincfs");
+	if (fuse_opt_insert_arg(&args, 1, "-odefault_permissions") < 0 ||
+	    fuse_opt_insert_arg(&args, 1, fsname) < 0 ||
+	    (!opts.nodefault_subtype && fuse_opt_insert_arg(&args, 1, "-osubtype=zincfs") < 0))
+		goto out_args;
+
+	zfs_guard_init();
+	raise_fd_limit();
+
+	zfs_se = fuse_session_new(&args, &zfs_ops, sizeof(zfs_ops), NULL);
+	if (!zfs_se)
+		goto out_args; /* libfuse said why */
+	if (fuse_set_signal_handlers(zfs_se) != 0)
+		goto out_session;
+	if (fuse_session_mount(zfs_se, opts.mountpoint) != 0) {
+		log_error("cannot mount on %s", opts.mountpoint);
+		goto out_signals;
+	}
+	mounted = 1;
+	if (!opts.foreground && daemonize_start() != 0)
+		goto out_unmount;
+	/* Threads only after fork. */
+	if (watcher_start() != 0) {
+		daemonize_done(1);
+		goto out_unmount;
+	}
+	log_info("mounted on %s, regions in %s, region_size %llu", opts.mountpoint,
+		 zfs_cfg.shm_dir, (unsigned long long)zfs_cfg.region_size);
+	daemonize_done(0);
+
+	int rc;
+	if (opts.singlethread) {
+		rc = fuse_session_loop(zfs_se);
+	} else {
+		struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+		fuse_loop_cfg_set_clone_fd(cfg, (unsigned)opts.clone_fd);
+		fuse_loop_cfg_set_idle_threads(cfg, opts.max_idle_threads);
+		fuse_loop_cfg_set_max_threads(cfg, opts.max_threads);
+		rc = fuse_session_loop_mt(zfs_se, cfg);
+		fuse_loop_cfg_destroy(cfg);
+	}
+	ret = rc < 0 ? 1 : 0; /* > 0: ended by a signal, a clean exit */
+	if (rc < 0)
+		log_error("session loop failed: %s", strerror(-rc));
+
+	/* Nobody may be left waiting on a request we will never answer. */
+	LOCK();
+	waiters_fail_all_locked(ENOTCONN);
+	UNLOCK();
+	int stuck = watcher_stop();
+	LOCK();
+	waiters_fail_all_locked(ENOTCONN);
+	UNLOCK();
+	fuse_session_unmount(zfs_se);
+	fuse_remove_signal_handlers(zfs_se);
+	if (stuck) {
+		/* A thread is still inside the session: don't free it. */
+		_exit(ret);
+	}
+	fuse_session_destroy(zfs_se);
+	regions_close_all();
+	goto out_args;
+
+out_unmount:
+	if (mounted)
+		fuse_session_unmount(zfs_se);
+out_signals:
+	fuse_remove_signal_handlers(zfs_se);
+out_session:
+	fuse_session_destroy(zfs_se);
+out_args:
+	fuse_opt_free_args(&args);
+	free(opts.mountpoint);
+	free(o.region_size);
+	free(o.shm_dir);
+	for (int i = 0; i < o.npos && i < 3; i++)
+		free(o.pos[i]);
+	free(zfs_cfg.shm_dir);
+	return ret;
+}

@@ -1,0 +1,723 @@
+/* SPDX-License-Identifier: MIT */
+/* The FUSE operations: a flat directory of NAME, NAME.notify, NAME.wait. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "zincfs.h"
+
+#define TIMEOUT 1.0 /* entries and attributes; inotify invalidates sooner */
+
+static int data_direct_io; /* libfuse >= 3.16: direct_io with shared mmap */
+
+static void zfs_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	/* An atomic O_TRUNC open makes the kernel drop the data file's page
+	 * cache, dirty mmap pages included; a plain SETATTR (ignored) does
+	 * not. */
+	conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+#ifdef FUSE_CAP_DIRECT_IO_ALLOW_MMAP
+	if (conn->capable & FUSE_CAP_DIRECT_IO_ALLOW_MMAP) {
+		conn->want |= FUSE_CAP_DIRECT_IO_ALLOW_MMAP;
+		data_direct_io = 1;
+	}
+#endif
+}
+
+static int root_stat(struct stat *st)
+{
+	if (stat(zfs_cfg.shm_dir, st) < 0)
+		return -errno;
+	st->st_ino = ROOT_INO;
+	st->st_nlink = 2;
+	return 0;
+}
+
+void reply_attr_of(fuse_req_t req, struct region *r, int kind)
+{
+	struct stat st;
+	int rc = region_stat(r, kind, &st);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_attr(req, &st, TIMEOUT);
+}
+
+static void fill_entry(struct fuse_entry_param *e, struct region *r, int kind)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = INO(r->slot, kind);
+	e->attr_timeout = TIMEOUT;
+	e->entry_timeout = TIMEOUT;
+	region_stat(r, kind, &e->attr);
+}
+
+static void zfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	char base[ZINC_NAME_MAX + 1];
+	struct fuse_entry_param e;
+	struct region *r;
+	if (parent != ROOT_INO) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	int kind = parse_name(name, base);
+	if (kind < 0) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	int rc = region_lookup(base, &r);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fill_entry(&e, r, kind);
+	LOCK();
+	r->nlookup[kind]++;
+	region_put_locked(r);
+	UNLOCK();
+	fuse_reply_entry(req, &e);
+}
+
+static void zfs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	if (ino != ROOT_INO)
+		region_forget(ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void zfs_forget_multi(fuse_req_t req, size_t count,
+			     struct fuse_forget_data *forgets)
+{
+	for (size_t i = 0; i < count; i++)
+		if (forgets[i].ino != ROOT_INO)
+			region_forget(forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void zfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)fi;
+	struct stat st;
+	if (ino == ROOT_INO) {
+		int rc = root_stat(&st);
+		if (rc)
+			fuse_reply_err(req, -rc);
+		else
+			fuse_reply_attr(req, &st, TIMEOUT);
+		return;
+	}
+	struct region *r = region_get(ino);
+	if (!r) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	reply_attr_of(req, r, INO_KIND(ino));
+	region_put(r);
+}
+
+static int set_data_attrs(struct region *r, struct stat *attr, int to_set,
+			  struct fuse_file_info *fi)
+{
+	int fd = zinc_fd(r->h);
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		uint64_t size = (uint64_t)attr->st_size;
+		/* Like a device: truncating to 0 or to the same size is a
+		 * no-op, so `echo hi > NAME` just writes. */
+		if (size != 0 && size != zinc_capacity(r->h)) {
+			LOCK();
+			int rc = region_resize_locked(r, size, fi ? 1 : 0);
+			UNLOCK();
+			if (rc)
+				return rc;
+		}
+	}
+	if ((to_set & FUSE_SET_ATTR_MODE) && fchmod(fd, attr->st_mode & 07777) < 0)
+		return -errno;
+	if ((to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
+	    fchown(fd, (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1,
+		   (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1) < 0)
+		return -errno;
+	return 0; /* times: ignored */
+}
+
+static void zfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+			int to_set, struct fuse_file_info *fi)
+{
+	if (ino == ROOT_INO) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	struct region *r = region_get(ino);
+	if (!r) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	int kind = INO_KIND(ino), rc = 0;
+	const int times = FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
+			  FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW;
+	if (kind == K_DATA) {
+		rc = set_data_attrs(r, attr, to_set, fi);
+	} else if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+		rc = -EPERM; /* control files follow the data file */
+	} else if (kind == K_NOTIFY && (to_set & times)) {
+		job_notify(req, r, 0, 1); /* `touch NAME.notify` notifies */
+		region_put(r);
+		return;
+	}
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		reply_attr_of(req, r, kind);
+	region_put(r);
+}
+
+static void zfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	if (ino == ROOT_INO) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	struct region *r = region_get(ino);
+	if (!r) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	int kind = INO_KIND(ino), acc = fi->flags & O_ACCMODE;
+	fi->keep_cache = 0;
+	fi->direct_io = 1;
+	if (kind == K_DATA) {
+		fi->direct_io = data_direct_io;
+		LOCK();
+		region_opened_locked(r, K_DATA);
+		UNLOCK();
+	} else if (kind == K_NOTIFY) {
+		if (acc != O_WRONLY)
+			goto denied;
+		LOCK();
+		region_opened_locked(r, K_NOTIFY);
+		UNLOCK();
+	} else {
+		if (acc != O_RDONLY)
+			goto denied;
+		struct wfile *wf = wfile_open(r);
+		if (!wf) {
+			fuse_reply_err(req, ENOMEM);
+			region_put(r);
+			return;
+		}
+		fi->fh = (uintptr_t)wf;
+	}
+	if (fuse_reply_open(req, fi) != 0) {
+		/* The opener is gone (interrupted): no release will come. */
+		if (kind == K_WAIT) {
+			wfile_release((struct wfile *)(uintptr_t)fi->fh);
+		} else {
+			LOCK();
+			region_closed_locked(r, kind);
+			UNLOCK();
+		}
+	}
+	region_put(r);
+	return;
+denied:
+	/* .wait is read-only and .notify write-only, even for root. */
+	fuse_reply_err(req, EACCES);
+	region_put(r);
+}
+
+static void zfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	int kind = INO_KIND(ino);
+	if (kind == K_WAIT) {
+		wfile_release((struct wfile *)(uintptr_t)fi->fh);
+	} else {
+		struct region *r = region_get(ino);
+		if (r) {
+			LOCK();
+			region_closed_locked(r, kind);
+			region_put_locked(r);
+			UNLOCK();
+		}
+	}
+	fuse_reply_err(req, 0);
+}
+
+static void zfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	int kind = INO_KIND(ino);
+	if (kind == K_WAIT) {
+		wait_read(req, (struct wfile *)(uintptr_t)fi->fh, size,
+			  (fi->flags & O_NONBLOCK) != 0);
+		return;
+	}
+	if (kind != K_DATA) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	struct region *r = region_get(ino);
+	if (!r) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	uint64_t cap = zinc_capacity(r->h);
+	if (off < 0 || (uint64_t)off >= cap) {
+		fuse_reply_buf(req, NULL, 0);
+	} else {
+		size_t n = size < cap - (uint64_t)off ? size : (size_t)(cap - (uint64_t)off);
+		char *buf = malloc(n ? n : 1);
+		/* pread, never the mapping: a truncated object gives a short
+		 * read, not SIGBUS. */
+		ssize_t got = buf ? pread(zinc_fd(r->h), buf, n,
+					  (off_t)zinc_data_offset() + off) : -1;
+		if (got < 0)
+			fuse_reply_err(req, buf ? errno : ENOMEM);
+		else
+			fuse_reply_buf(req, buf, (size_t)got);
+		free(buf);
+	}
+	region_put(r);
+}
+
+static void zfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+		      off_t off, struct fuse_file_info *fi)
+{
+	(void)fi;
+	int kind = INO_KIND(ino);
+	if (kind == K_WAIT) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	struct region *r = region_get(ino);
+	if (!r) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (kind == K_NOTIFY) {
+		job_notify(req, r, size, 0); /* every write is one notify */
+	} else {
+		uint64_t cap = zinc_capacity(r->h);
+		if (size == 0) {
+			fuse_reply_write(req, 0);
+		} else if (off < 0 || (uint64_t)off >= cap) {
+			fuse_reply_err(req, ENOSPC); /* the file never grows */
+		} else {
+			size_t n = size < cap - (uint64_t)off ? size
+							       : (size_t)(cap - (uint64_t)off);
+			ssize_t put = pwrite(zinc_fd(r->h), buf, n,
+					     (off_t)zinc_data_offset() + off);
+			if (put < 0)
+				fuse_reply_err(req, errno);
+			else
+				fuse_reply_write(req, (size_t)put);
+		}
+	}
+	region_put(r);
+}
+
+static void zfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+static void zfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+		      struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	(void)fi;
+	fuse_reply_err(req, 0); /* it is memory */
+}
+
+static void zfs_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+		     struct fuse_pollhandle *ph)
+{
+	if (INO_KIND(ino) == K_WAIT) {
+		wait_poll(req, (struct wfile *)(uintptr_t)fi->fh, ph);
+		return;
+	}
+	if (ph)
+		fuse_pollhandle_destroy(ph);
+	fuse_reply_poll(req, POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM);
+}
+
+/* ---- creating and removing regions ---- */
+
+static int create_common(fuse_req_t req, fuse_ino_t parent, const char *name,
+			 mode_t mode, int excl, struct region **out)
+{
+	char base[ZINC_NAME_MAX + 1];
+	if (parent != ROOT_INO)
+		return -ENOTDIR;
+	int kind = parse_name(name, base);
+	if (kind < 0)
+		return -EINVAL;
+	if (kind != K_DATA)
+		return -EPERM; /* control files come with their region */
+	int rc = region_create(base, mode, fuse_req_ctx(req), out);
+	if (rc == -EEXIST && !excl)
+		rc = region_lookup(base, out); /* appeared meanwhile: open it */
+	return rc == -EPERM ? -EACCES : rc;
+}
+
+static void zfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		       mode_t mode, struct fuse_file_info *fi)
+{
+	struct region *r;
+	struct fuse_entry_param e;
+	int rc = create_common(req, parent, name, mode, (fi->flags & O_EXCL) != 0, &r);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fill_entry(&e, r, K_DATA);
+	fi->keep_cache = 0;
+	fi->direct_io = data_direct_io;
+	LOCK();
+	r->nlookup[K_DATA]++;
+	region_opened_locked(r, K_DATA);
+	UNLOCK();
+	if (fuse_reply_create(req, &e, fi) != 0) {
+		LOCK();
+		r->nlookup[K_DATA]--;
+		region_closed_locked(r, K_DATA);
+		UNLOCK();
+	}
+	region_put(r);
+}
+
+static void zfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode, dev_t rdev)
+{
+	(void)rdev;
+	struct region *r;
+	struct fuse_entry_param e;
+	if (!S_ISREG(mode)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	int rc = create_common(req, parent, name, mode, 1, &r);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fill_entry(&e, r, K_DATA);
+	LOCK();
+	r->nlookup[K_DATA]++;
+	UNLOCK();
+	if (fuse_reply_entry(req, &e) != 0) {
+		LOCK();
+		r->nlookup[K_DATA]--;
+		UNLOCK();
+	}
+	region_put(r);
+}
+
+static void zfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	char base[ZINC_NAME_MAX + 1];
+	if (parent != ROOT_INO) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	int kind = parse_name(name, base);
+	if (kind < 0) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (kind != K_DATA) {
+		fuse_reply_err(req, EPERM); /* rm the region, not its controls */
+		return;
+	}
+	int rc = zinc_unlink(base);
+	if (rc) {
+		fuse_reply_err(req, rc == -EPERM ? EACCES : -rc);
+		return;
+	}
+	LOCK();
+	struct region *r = region_by_name_locked(base);
+	if (r)
+		region_check_locked(r); /* marks it gone: waiters get EIDRM */
+	UNLOCK();
+	fuse_reply_err(req, 0);
+}
+
+static void zfs_eperm_name(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	(void)parent;
+	(void)name;
+	fuse_reply_err(req, EPERM);
+}
+
+static void zfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	(void)mode;
+	zfs_eperm_name(req, parent, name);
+}
+
+static void zfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+			const char *name)
+{
+	(void)link;
+	zfs_eperm_name(req, parent, name);
+}
+
+static void zfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent,
+		     const char *name)
+{
+	(void)ino;
+	zfs_eperm_name(req, parent, name);
+}
+
+static void zfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		       fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+	(void)newparent;
+	(void)newname;
+	(void)flags;
+	zfs_eperm_name(req, parent, name);
+}
+
+/* ---- the directory ---- */
+
+struct dirent_snap {
+	fuse_ino_t base;
+	char name[ZINC_NAME_MAX + 1];
+};
+struct dirsnap {
+	size_t n, cap;
+	struct dirent_snap *v;
+};
+
+static int snap_add(struct dirsnap *d, const char *name)
+{
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 64;
+		struct dirent_snap *v = realloc(d->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		d->v = v;
+		d->cap = cap;
+	}
+	struct dirent_snap *e = &d->v[d->n++];
+	snprintf(e->name, sizeof(e->name), "%s", name);
+	LOCK();
+	region_slot_ino(name, &e->base);
+	UNLOCK();
+	return 0;
+}
+
+static void zfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	if (ino != ROOT_INO) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	struct dirsnap *d = calloc(1, sizeof(*d));
+	DIR *dir = opendir(zfs_cfg.shm_dir);
+	if (!d || !dir) {
+		int e = d ? errno : ENOMEM;
+		free(d);
+		if (dir)
+			closedir(dir);
+		fuse_reply_err(req, e);
+		return;
+	}
+	const size_t plen = strlen(ZINC_OBJECT_PREFIX);
+	struct dirent *de;
+	struct stat st;
+	/* Only what libzinc would open: validated without mapping. */
+	while ((de = readdir(dir))) {
+		const char *name = de->d_name + plen;
+		if (strncmp(de->d_name, ZINC_OBJECT_PREFIX, plen) ||
+		    !valid_region_name(name))
+			continue;
+		if (object_check(name, &st) == 0 && snap_add(d, name))
+			break;
+	}
+	closedir(dir);
+	fi->fh = (uintptr_t)d;
+	if (fuse_reply_open(req, fi) != 0) {
+		free(d->v);
+		free(d);
+	}
+}
+
+static void zfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			struct fuse_file_info *fi)
+{
+	(void)ino;
+	static const char *const sfx[] = { "", ".notify", ".wait" };
+	struct dirsnap *d = (struct dirsnap *)(uintptr_t)fi->fh;
+	char *buf = malloc(size);
+	char name[ZINC_NAME_MAX + 16];
+	size_t used = 0;
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	size_t total = 2 + 3 * d->n;
+	for (size_t i = off < 0 ? 0 : (size_t)off; i < total; i++) {
+		struct stat st = { 0 };
+		if (i < 2) {
+			snprintf(name, sizeof(name), "%s", i ? ".." : ".");
+			st.st_ino = ROOT_INO;
+			st.st_mode = S_IFDIR;
+		} else {
+			const struct dirent_snap *e = &d->v[(i - 2) / 3];
+			int kind = (int)((i - 2) % 3);
+			snprintf(name, sizeof(name), "%s%s", e->name, sfx[kind]);
+			st.st_ino = e->base + (fuse_ino_t)kind;
+			st.st_mode = S_IFREG;
+		}
+		size_t need = fuse_add_direntry(req, buf + used, size - used, name,
+						&st, (off_t)(i + 1));
+		if (need > size - used)
+			break;
+		used += need;
+	}
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+static void zfs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	struct dirsnap *d = (struct dirsnap *)(uintptr_t)fi->fh;
+	if (d) {
+		free(d->v);
+		free(d);
+	}
+	fuse_reply_err(req, 0);
+}
+
+static void zfs_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	(void)ino;
+	struct statvfs sv;
+	if (statvfs(zfs_cfg.shm_dir, &sv) < 0)
+		fuse_reply_err(req, errno);
+	else
+		fuse_reply_statfs(req, &sv);
+}
+
+/* ---- xattrs: the header's facts, read-only ---- */
+
+static const char *const xattr_names[] = {
+	"user.zinc.seq", "user.zinc.capacity", "user.zinc.refs",
+	"user.zinc.owner_pid", "user.zinc.created_at",
+};
+#define NXATTR (sizeof(xattr_names) / sizeof(xattr_names[0]))
+
+static void zfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct zinc_info info;
+	char val[32];
+	size_t i;
+	for (i = 0; i < NXATTR; i++)
+		if (strcmp(name, xattr_names[i]) == 0)
+			break;
+	if (ino == ROOT_INO || INO_KIND(ino) != K_DATA || i == NXATTR) {
+		fuse_reply_err(req, ENODATA);
+		return;
+	}
+	struct region *r = region_get(ino);
+	if (!r) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	volatile int rc;
+	GUARDED(rc = zinc_handle_stat(r->h, &info), rc = -EIO);
+	region_put(r);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	unsigned long long v[NXATTR] = { info.seq, info.capacity, info.ref_count,
+					  (unsigned long long)(long long)info.owner_pid,
+					  info.created_at };
+	int n = i == 3 ? snprintf(val, sizeof(val), "%d", info.owner_pid)
+		       : snprintf(val, sizeof(val), "%llu", v[i]);
+	if (size == 0)
+		fuse_reply_xattr(req, (size_t)n);
+	else if (size < (size_t)n)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, val, (size_t)n);
+}
+
+static void zfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	char list[256];
+	size_t len = 0;
+	if (ino != ROOT_INO && INO_KIND(ino) == K_DATA)
+		for (size_t i = 0; i < NXATTR; i++) {
+			size_t l = strlen(xattr_names[i]) + 1;
+			memcpy(list + len, xattr_names[i], l);
+			len += l;
+		}
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, list, len);
+}
+
+static void zfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			 const char *value, size_t size, int flags)
+{
+	(void)ino;
+	(void)value;
+	(void)size;
+	(void)flags;
+	fuse_reply_err(req, strncmp(name, "user.zinc.", 10) ? ENOTSUP : EPERM);
+}
+
+static void zfs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	zfs_setxattr(req, ino, name, NULL, 0, 0);
+}
+
+const struct fuse_lowlevel_ops zfs_ops = {
+	.init = zfs_init,
+	.lookup = zfs_lookup,
+	.forget = zfs_forget,
+	.forget_multi = zfs_forget_multi,
+	.getattr = zfs_getattr,
+	.setattr = zfs_setattr,
+	.mknod = zfs_mknod,
+	.mkdir = zfs_mkdir,
+	.unlink = zfs_unlink,
+	.rmdir = zfs_eperm_name,
+	.symlink = zfs_symlink,
+	.rename = zfs_rename,
+	.link = zfs_link,
+	.open = zfs_open,
+	.read = zfs_read,
+	.write = zfs_write,
+	.flush = zfs_flush,
+	.release = zfs_release,
+	.fsync = zfs_fsync,
+	.opendir = zfs_opendir,
+	.readdir = zfs_readdir,
+	.releasedir = zfs_releasedir,
+	.statfs = zfs_statfs,
+	.setxattr = zfs_setxattr,
+	.getxattr = zfs_getxattr,
+	.listxattr = zfs_listxattr,
+	.removexattr = zfs_removexattr,
+	.create = zfs_create,
+	.poll = zfs_poll,
+};

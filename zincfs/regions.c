@@ -1,0 +1,586 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The inode table: one entry per region the kernel knows about (looked up,
+ * open, or created through the mount), found by name or by inode number.
+ * Each entry holds a libzinc handle: an observer handle (never keeps the
+ * region alive), or the owner handle for regions created through the mount.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "zincfs.h"
+
+pthread_mutex_t zfs_lock = PTHREAD_MUTEX_INITIALIZER;
+
+#define NBUCKETS 4096
+static struct region *buckets[NBUCKETS];
+static struct region **slots; /* slots[s] for s >= 1 */
+static uint64_t nslots;       /* allocated length of slots */
+static uint64_t *free_slots;
+static uint64_t nfree, next_slot = 1;
+
+static unsigned hash_name(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 0x100000001b3ULL;
+	return (unsigned)(h % NBUCKETS);
+}
+
+int valid_region_name(const char *name)
+{
+	size_t n = 0;
+	for (; name[n]; n++) {
+		char c = name[n];
+		if (n >= ZINC_NAME_MAX)
+			return 0;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '_' || c == '-'))
+			return 0;
+	}
+	return n > 0;
+}
+
+/* "NAME", "NAME.notify" or "NAME.wait" -> kind, base name; -1 if invalid. */
+int parse_name(const char *name, char base[ZINC_NAME_MAX + 1])
+{
+	static const struct { const char *suffix; int kind; } sfx[] = {
+		{ ".notify", K_NOTIFY }, { ".wait", K_WAIT },
+	};
+	size_t len = strlen(name);
+	int kind = K_DATA;
+	for (size_t i = 0; i < sizeof(sfx) / sizeof(sfx[0]); i++) {
+		size_t sl = strlen(sfx[i].suffix);
+		if (len > sl && strcmp(name + len - sl, sfx[i].suffix) == 0) {
+			len -= sl;
+			kind = sfx[i].kind;
+			break;
+		}
+	}
+	if (len == 0 || len > ZINC_NAME_MAX)
+		return -1;
+	memcpy(base, name, len);
+	base[len] = '\0';
+	return valid_region_name(base) ? kind : -1;
+}
+
+static void object_path(const char *name, char *path, size_t size)
+{
+	snprintf(path, size, "%s/" ZINC_OBJECT_PREFIX "%s", zfs_cfg.shm_dir, name);
+}
+
+/* ---- malformed objects: log each one once ---- */
+
+struct bad {
+	char name[ZINC_NAME_MAX + 1];
+	dev_t dev;
+	ino_t ino;
+	struct bad *next;
+};
+static struct bad *bads;
+static unsigned nbads;
+static pthread_mutex_t bad_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void bad_report(const char *name, const struct stat *st, const char *why)
+{
+	pthread_mutex_lock(&bad_lock);
+	for (struct bad *b = bads; b; b = b->next) {
+		if (strcmp(b->name, name) == 0 && b->dev == st->st_dev &&
+		    b->ino == st->st_ino) {
+			pthread_mutex_unlock(&bad_lock);
+			return;
+		}
+	}
+	struct bad *b = calloc(1, sizeof(*b));
+	if (b && nbads < 65536) {
+		snprintf(b->name, sizeof(b->name), "%s", name);
+		b->dev = st->st_dev;
+		b->ino = st->st_ino;
+		b->next = bads;
+		bads = b;
+		nbads++;
+		b = NULL;
+	}
+	free(b);
+	pthread_mutex_unlock(&bad_lock);
+	log_warn("ignoring %s/" ZINC_OBJECT_PREFIX "%s: %s", zfs_cfg.shm_dir, name,
+		 why);
+}
+
+void bad_forget(const char *name)
+{
+	pthread_mutex_lock(&bad_lock);
+	for (struct bad **p = &bads; *p;) {
+		if (strcmp((*p)->name, name) == 0) {
+			struct bad *b = *p;
+			*p = b->next;
+			free(b);
+			nbads--;
+		} else {
+			p = &(*p)->next;
+		}
+	}
+	pthread_mutex_unlock(&bad_lock);
+}
+
+int object_check(const char *name, struct stat *st)
+{
+	char path[PATH_MAX];
+	struct zinc_header h;
+	const char *why = NULL;
+	object_path(name, path, sizeof(path));
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		int e = errno;
+		if ((e == ELOOP || e == ENXIO) && lstat(path, st) == 0) {
+			bad_report(name, st, e == ELOOP ? "a symbolic link"
+						       : "not a regular file");
+			return -EBADMSG;
+		}
+		return -e;
+	}
+	int rc = 0, maybe_new = 0;
+	if (fstat(fd, st) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	size_t size = (size_t)st->st_size, page = zfs_cfg.page;
+	if (!S_ISREG(st->st_mode)) {
+		why = "not a regular file";
+	} else if (size == 0) {
+		why = "empty";
+		maybe_new = 1;
+	} else if (size < 2 * page || size % page) {
+		why = "size is not a whole number of pages (at least two)";
+	} else if (pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h)) {
+		why = "header cannot be read";
+	} else if (h.magic == 0) {
+		why = "no region header";
+		maybe_new = 1;
+	} else if (h.magic != ZINC_MAGIC) {
+		why = "wrong magic";
+	} else if (h.version != ZINC_FORMAT_VERSION) {
+		why = "unsupported format version";
+	} else if (h.capacity != size - page) {
+		why = "capacity does not match the object's size";
+	}
+	if (why) {
+		/* A creator may be between its steps: give it a moment. */
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
+		if (maybe_new && now.tv_sec - st->st_ctim.tv_sec < 2) {
+			rc = -EAGAIN;
+		} else {
+			bad_report(name, st, why);
+			rc = -EBADMSG;
+		}
+	}
+out:
+	close(fd);
+	return rc;
+}
+
+/* ---- the table ---- */
+
+struct region *region_by_name_locked(const char *name)
+{
+	for (struct region *r = buckets[hash_name(name)]; r; r = r->hnext)
+		if (strcmp(r->name, name) == 0)
+			return r;
+	return NULL;
+}
+
+static void hash_remove(struct region *r)
+{
+	for (struct region **p = &buckets[hash_name(r->name)]; *p; p = &(*p)->hnext) {
+		if (*p == r) {
+			*p = r->hnext;
+			r->hnext = NULL;
+			return;
+		}
+	}
+}
+
+static struct region *region_new_locked(const char *name, zinc_region *h, int owned)
+{
+	struct region *r = calloc(1, sizeof(*r));
+	if (!r)
+		return NULL;
+	uint64_t slot;
+	if (nfree) {
+		slot = free_slots[--nfree];
+	} else {
+		if (next_slot >= nslots) {
+			uint64_t n = nslots ? nslots * 2 : 1024;
+			struct region **s = realloc(slots, n * sizeof(*s));
+			uint64_t *f = realloc(free_slots, n * sizeof(*f));
+			if (s)
+				slots = s;
+			if (f)
+				free_slots = f;
+			if (!s || !f) {
+				free(r);
+				return NULL;
+			}
+			nslots = n;
+		}
+		slot = next_slot++;
+	}
+	snprintf(r->name, sizeof(r->name), "%s", name);
+	r->slot = slot;
+	r->h = h;
+	r->owned = owned;
+	struct stat st;
+	if (fstat(zinc_fd(h), &st) == 0) {
+		r->dev = st.st_dev;
+		r->ino = st.st_ino;
+	}
+	slots[slot] = r;
+	unsigned b = hash_name(name);
+	r->hnext = buckets[b];
+	buckets[b] = r;
+	return r;
+}
+
+static void close_handle(zinc_region *h)
+{
+	GUARDED(zinc_close(h), (void)0); /* a faulting close leaks the handle */
+}
+
+static void maybe_free_locked(struct region *r)
+{
+	if (r->refs || r->open || r->group || r->nlookup[0] || r->nlookup[1] ||
+	    r->nlookup[2] || (r->owned && !r->gone))
+		return;
+	if (!r->gone)
+		hash_remove(r);
+	slots[r->slot] = NULL;
+	free_slots[nfree++] = r->slot;
+	close_handle(r->h);
+	free(r);
+}
+
+int region_check_locked(struct region *r)
+{
+	char path[PATH_MAX];
+	struct stat a, b;
+	if (r->gone)
+		return -ENOENT;
+	object_path(r->name, path, sizeof(path));
+	if (stat(path, &a) < 0 || a.st_dev != r->dev || a.st_ino != r->ino) {
+		region_gone_locked(r, "removed");
+		return -ENOENT;
+	}
+	if (fstat(zinc_fd(r->h), &b) < 0 ||
+	    (uint64_t)b.st_size != zinc_capacity(r->h) + zfs_cfg.page) {
+		bad_report(r->name, &b, "size changed under an open region");
+		region_gone_locked(r, "truncated");
+		return -ENOENT;
+	}
+	volatile int removed = 0;
+	GUARDED(removed = zinc_removed(r->h) == 1, removed = 1);
+	if (removed) {
+		region_gone_locked(r, "removed");
+		return -ENOENT;
+	}
+	return 0;
+}
+
+void region_gone_locked(struct region *r, const char *why)
+{
+	if (r->gone)
+		return;
+	log_info("region %s %s", r->name, why);
+	r->gone = 1;
+	hash_remove(r);
+	watch_update_locked(r);
+	waiters_fail_locked(r, EIDRM);
+	job_delete_entries(r->name, r->slot);
+	maybe_free_locked(r);
+}
+
+int region_lookup(const char *name, struct region **out)
+{
+	struct region *r;
+	LOCK();
+	r = region_by_name_locked(name);
+	if (r && region_check_locked(r) == 0) {
+		r->refs++;
+		UNLOCK();
+		*out = r;
+		return 0;
+	}
+	UNLOCK();
+
+	zinc_region *volatile h = NULL;
+	volatile int rc;
+	GUARDED(rc = zinc_open_ex(name, ZINC_OPEN_OBSERVE, (zinc_region **)&h),
+		rc = -EBADMSG);
+	if (rc == -EBADMSG) {
+		struct stat st;
+		object_check(name, &st); /* logs why, once */
+		return -ENOENT;
+	}
+	if (rc)
+		return rc == -EPERM ? -EACCES : rc;
+
+	LOCK();
+	r = region_by_name_locked(name);
+	if (r && region_check_locked(r) == 0) {
+		close_handle(h); /* somebody was faster */
+	} else {
+		r = region_new_locked(name, h, 0);
+		if (!r) {
+			UNLOCK();
+			close_handle(h);
+			return -ENOMEM;
+		}
+		log_info("region %s: opened", name);
+	}
+	r->refs++;
+	UNLOCK();
+	*out = r;
+	return 0;
+}
+
+int region_create(const char *name, mode_t mode, const struct fuse_ctx *ctx,
+		  struct region **out)
+{
+	zinc_region *h;
+	if (!valid_region_name(name))
+		return -EINVAL;
+	int rc = zinc_create(name, zfs_cfg.region_size, &h);
+	if (rc)
+		return rc;
+	/* The creator owns the file, with the mode it asked for (umask
+	 * already applied by the kernel). */
+	if (fchown(zinc_fd(h), ctx->uid, ctx->gid) < 0 ||
+	    fchmod(zinc_fd(h), mode & 07777) < 0)
+		log_warn("region %s: cannot set owner/mode: %s", name, strerror(errno));
+	LOCK();
+	struct region *old = region_by_name_locked(name);
+	if (old)
+		region_gone_locked(old, "replaced");
+	struct region *r = region_new_locked(name, h, 1);
+	if (!r) {
+		UNLOCK();
+		zinc_close(h);
+		return -ENOMEM;
+	}
+	r->refs++;
+	UNLOCK();
+	log_info("region %s: created, %llu bytes", name,
+		 (unsigned long long)zfs_cfg.region_size);
+	*out = r;
+	return 0;
+}
+
+struct region *region_get(fuse_ino_t ino)
+{
+	uint64_t s = INO_SLOT(ino);
+	struct region *r = NULL;
+	LOCK();
+	if (s >= 1 && s < next_slot && INO_KIND(ino) <= K_WAIT && slots[s]) {
+		r = slots[s];
+		r->refs++;
+	}
+	UNLOCK();
+	return r;
+}
+
+void region_put_locked(struct region *r)
+{
+	r->refs--;
+	maybe_free_locked(r);
+}
+
+void region_put(struct region *r)
+{
+	LOCK();
+	region_put_locked(r);
+	UNLOCK();
+}
+
+void region_forget(fuse_ino_t ino, uint64_t n)
+{
+	uint64_t s = INO_SLOT(ino);
+	int kind = INO_KIND(ino);
+	LOCK();
+	if (s >= 1 && s < next_slot && kind <= K_WAIT && slots[s]) {
+		struct region *r = slots[s];
+		r->nlookup[kind] -= n < r->nlookup[kind] ? n : r->nlookup[kind];
+		maybe_free_locked(r);
+	}
+	UNLOCK();
+}
+
+void region_opened_locked(struct region *r, int kind)
+{
+	r->open++;
+	if (kind == K_DATA)
+		r->data_open++;
+	watch_update_locked(r);
+}
+
+void region_closed_locked(struct region *r, int kind)
+{
+	r->open--;
+	if (kind == K_DATA)
+		r->data_open--;
+	watch_update_locked(r);
+	maybe_free_locked(r);
+}
+
+uint32_t region_seq(struct region *r, int *bad)
+{
+	volatile uint32_t seq = 0;
+	volatile int fault = 0;
+	GUARDED(seq = zinc_seq(r->h), fault = 1);
+	if (bad)
+		*bad = fault;
+	return seq;
+}
+
+/* Counter value and state: 0 fine, 1 removed, -1 unreadable (SIGBUS). */
+int region_probe(struct region *r, uint32_t *seq)
+{
+	volatile int state = 0;
+	volatile uint32_t v = 0;
+	GUARDED(v = zinc_seq(r->h); state = zinc_removed(r->h) == 1, state = -1);
+	*seq = v;
+	return state;
+}
+
+int region_stat(struct region *r, int kind, struct stat *st)
+{
+	if (fstat(zinc_fd(r->h), st) < 0)
+		return -errno;
+	mode_t perm = st->st_mode & 07777;
+	st->st_ino = INO(r->slot, kind);
+	st->st_nlink = 1;
+	st->st_blksize = (blksize_t)zfs_cfg.page;
+	if (kind == K_DATA) {
+		st->st_mode = S_IFREG | perm;
+		st->st_size = (off_t)zinc_capacity(r->h);
+	} else {
+		st->st_mode = S_IFREG | (perm & (kind == K_WAIT ? 0444 : 0222));
+		st->st_size = 0;
+		st->st_blocks = 0;
+	}
+	return 0;
+}
+
+/* Inode base for a name in a directory listing (no entry is made). */
+void region_slot_ino(const char *name, fuse_ino_t *base)
+{
+	struct region *r = region_by_name_locked(name);
+	if (r) {
+		*base = INO(r->slot, 0);
+	} else {
+		/* Not known to the kernel yet: a stable made-up number from a
+		 * range slots never reach. */
+		uint64_t h = 0xcbf29ce484222325ULL;
+		for (const char *s = name; *s; s++)
+			h = (h ^ (uint8_t)*s) * 0x100000001b3ULL;
+		*base = INO((h | (1ULL << 60)) & ((1ULL << 61) - 1), 0);
+	}
+}
+
+/*
+ * Give an owned region a new capacity: only right after creation, while
+ * zincfs is its only holder.  The region is re-created under the same name;
+ * the entry (and so the inode) stays.
+ */
+int region_resize_locked(struct region *r, uint64_t size, int self_opens)
+{
+	struct zinc_info info;
+	struct stat st;
+	if (size == 0 || size % zfs_cfg.page)
+		return -EINVAL;
+	if (!r->owned || r->gone)
+		return -EPERM;
+	volatile int rc;
+	GUARDED(rc = zinc_handle_stat(r->h, &info), rc = -EIO);
+	if (rc)
+		return rc;
+	if (info.ref_count > 1 || r->open > self_opens || r->refs > 1)
+		return -EBUSY;
+	if (fstat(zinc_fd(r->h), &st) < 0)
+		return -errno;
+	zinc_region *nh;
+	rc = zinc_unlink(r->name);
+	if (rc)
+		return rc;
+	rc = zinc_create(r->name, size, &nh);
+	if (rc) {
+		/* Put a region of the old size back if we can. */
+		if (zinc_create(r->name, zinc_capacity(r->h), &nh)) {
+			region_gone_locked(r, "lost while resizing");
+			return rc;
+		}
+	}
+	if (fchown(zinc_fd(nh), st.st_uid, st.st_gid) < 0 ||
+	    fchmod(zinc_fd(nh), st.st_mode & 07777) < 0)
+		log_warn("region %s: cannot keep owner/mode: %s", r->name,
+			 strerror(errno));
+	/* The watcher must stop using the old counter before it goes. */
+	watch_del_locked(r);
+	close_handle(r->h);
+	r->h = nh;
+	struct stat nst;
+	if (fstat(zinc_fd(nh), &nst) == 0) {
+		r->dev = nst.st_dev;
+		r->ino = nst.st_ino;
+	}
+	for (struct wfile *wf = r->wfiles; wf; wf = wf->next)
+		wf->cursor = 0;
+	watch_update_locked(r);
+	log_info("region %s: resized to %llu bytes", r->name, (unsigned long long)size);
+	return rc ? rc : 0;
+}
+
+/* After an inotify overflow: re-check every named region. */
+void regions_check_all(void)
+{
+	LOCK();
+	for (uint64_t s = 1; s < next_slot; s++)
+		if (slots[s] && !slots[s]->gone)
+			region_check_locked(slots[s]);
+	UNLOCK();
+}
+
+/* At exit: drop every handle (owned regions follow libzinc's rules). */
+void regions_close_all(void)
+{
+	LOCK();
+	for (uint64_t s = 1; s < next_slot; s++) {
+		struct region *r = slots[s];
+		if (!r)
+			continue;
+		waiters_free_locked(r);
+		close_handle(r->h);
+		free(r);
+		slots[s] = NULL;
+	}
+	free(slots);
+	free(free_slots);
+	slots = NULL;
+	free_slots = NULL;
+	nslots = nfree = 0;
+	next_slot = 1;
+	memset(buckets, 0, sizeof(buckets));
+	UNLOCK();
+	pthread_mutex_lock(&bad_lock);
+	while (bads) {
+		struct bad *b = bads;
+		bads = b->next;
+		free(b);
+	}
+	pthread_mutex_unlock(&bad_lock);
+}

@@ -1,0 +1,247 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * .wait files: each open file has a cursor; a read that finds nothing newer
+ * is a deferred reply (the request is stored, no thread waits), answered by
+ * the watcher when the counter moves, with EINTR on interrupt, EIDRM when the
+ * region goes, or ENOTCONN at exit.
+ *
+ * Readers see r->done_seq, not the live counter: the watcher publishes a
+ * value only after it has invalidated the data file's page cache, so data
+ * written before a notification is visible to whoever waited for it.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "zincfs.h"
+
+struct pending {
+	fuse_req_t req;
+	struct wfile *wf;
+	size_t size;
+	struct pending *prev, *next; /* in wf->r->pending */
+	struct pending *hnext;       /* in the by-request hash */
+};
+
+#define NPBUCKETS 4096
+static struct pending *by_req[NPBUCKETS];
+
+static unsigned req_hash(fuse_req_t req)
+{
+	return (unsigned)(((uintptr_t)req >> 4) % NPBUCKETS);
+}
+
+static void pending_unlink(struct pending *p)
+{
+	struct region *r = p->wf->r;
+	if (p->prev)
+		p->prev->next = p->next;
+	else
+		r->pending = p->next;
+	if (p->next)
+		p->next->prev = p->prev;
+	for (struct pending **q = &by_req[req_hash(p->req)]; *q; q = &(*q)->hnext) {
+		if (*q == p) {
+			*q = p->hnext;
+			break;
+		}
+	}
+}
+
+static int ready(const struct wfile *wf)
+{
+	return (int32_t)(wf->r->done_seq - wf->cursor) > 0;
+}
+
+/* Consume: move the cursor and answer with the counter as text. */
+static void answer(fuse_req_t req, struct wfile *wf, size_t size)
+{
+	char buf[16];
+	wf->cursor = wf->r->done_seq;
+	int n = snprintf(buf, sizeof(buf), "%u\n", wf->cursor);
+	fuse_reply_buf(req, buf, (size_t)n < size ? (size_t)n : size);
+}
+
+struct wfile *wfile_open(struct region *r)
+{
+	struct wfile *wf = calloc(1, sizeof(*wf));
+	if (!wf)
+		return NULL;
+	LOCK();
+	wf->r = r;
+	region_opened_locked(r, K_WAIT);
+	wf->cursor = region_seq(r, NULL); /* only the next notification counts */
+	wf->next = r->wfiles;
+	if (r->wfiles)
+		r->wfiles->prev = wf;
+	r->wfiles = wf;
+	UNLOCK();
+	return wf;
+}
+
+void wfile_release(struct wfile *wf)
+{
+	struct region *r = wf->r;
+	LOCK();
+	/* A read holds its file, so nothing can be pending; be safe anyway. */
+	for (struct pending *p = r->pending, *n; p; p = n) {
+		n = p->next;
+		if (p->wf == wf) {
+			pending_unlink(p);
+			fuse_reply_err(p->req, EBADF);
+			free(p);
+		}
+	}
+	if (wf->prev)
+		wf->prev->next = wf->next;
+	else
+		r->wfiles = wf->next;
+	if (wf->next)
+		wf->next->prev = wf->prev;
+	if (wf->ph)
+		fuse_pollhandle_destroy(wf->ph);
+	region_closed_locked(r, K_WAIT);
+	UNLOCK();
+	free(wf);
+}
+
+/* Interrupt callback.  `data` is never used: the request may already be
+ * answered; we look it up by pointer and reply only if we dequeue it. */
+static void on_interrupt(fuse_req_t req, void *data)
+{
+	(void)data;
+	struct pending *p;
+	LOCK();
+	for (p = by_req[req_hash(req)]; p; p = p->hnext)
+		if (p->req == req)
+			break;
+	if (p)
+		pending_unlink(p);
+	UNLOCK();
+	if (p) {
+		fuse_reply_err(req, EINTR);
+		free(p);
+	}
+}
+
+void wait_read(fuse_req_t req, struct wfile *wf, size_t size, int nonblock)
+{
+	struct pending *p = calloc(1, sizeof(*p));
+	/* Before the request becomes visible to other threads (it may call
+	 * on_interrupt right away, which then finds nothing). */
+	fuse_req_interrupt_func(req, on_interrupt, NULL);
+	LOCK();
+	int err = 0;
+	if (wf->r->gone)
+		err = EIDRM;
+	else if (ready(wf)) {
+		answer(req, wf, size);
+		UNLOCK();
+		free(p);
+		return;
+	} else if (nonblock)
+		err = EAGAIN;
+	else if (fuse_req_interrupted(req))
+		err = EINTR;
+	else if (!p)
+		err = ENOMEM;
+	if (err) {
+		UNLOCK();
+		fuse_reply_err(req, err);
+		free(p);
+		return;
+	}
+	struct region *r = wf->r;
+	p->req = req;
+	p->wf = wf;
+	p->size = size;
+	p->next = r->pending;
+	if (r->pending)
+		r->pending->prev = p;
+	r->pending = p;
+	unsigned b = req_hash(req);
+	p->hnext = by_req[b];
+	by_req[b] = p;
+	UNLOCK();
+}
+
+void wait_poll(fuse_req_t req, struct wfile *wf, struct fuse_pollhandle *ph)
+{
+	LOCK();
+	if (ph) {
+		/* One handle per open file: the kernel sends a new one each
+		 * time it polls again. */
+		if (wf->ph)
+			fuse_pollhandle_destroy(wf->ph);
+		wf->ph = ph;
+	}
+	unsigned ev = wf->r->gone ? POLLIN | POLLERR : ready(wf) ? POLLIN : 0;
+	fuse_reply_poll(req, ev);
+	UNLOCK();
+}
+
+static void wake_pollers_locked(struct region *r, int all)
+{
+	for (struct wfile *wf = r->wfiles; wf; wf = wf->next) {
+		if (wf->ph && (all || ready(wf))) {
+			fuse_lowlevel_notify_poll(wf->ph);
+			fuse_pollhandle_destroy(wf->ph);
+			wf->ph = NULL;
+		}
+	}
+}
+
+void waiters_publish_locked(struct region *r)
+{
+	for (struct pending *p = r->pending, *n; p; p = n) {
+		n = p->next;
+		if (ready(p->wf)) {
+			pending_unlink(p);
+			answer(p->req, p->wf, p->size);
+			free(p);
+		}
+	}
+	wake_pollers_locked(r, 0);
+}
+
+void waiters_fail_locked(struct region *r, int err)
+{
+	while (r->pending) {
+		struct pending *p = r->pending;
+		pending_unlink(p);
+		fuse_reply_err(p->req, err);
+		free(p);
+	}
+	wake_pollers_locked(r, 1);
+}
+
+/* At exit: answer every deferred read so no caller is left hanging. */
+void waiters_fail_all_locked(int err)
+{
+	for (unsigned b = 0; b < NPBUCKETS; b++) {
+		while (by_req[b]) {
+			struct pending *p = by_req[b];
+			pending_unlink(p);
+			fuse_reply_err(p->req, err);
+			free(p);
+		}
+	}
+}
+
+/* At exit, after the session is gone: free what the region still holds. */
+void waiters_free_locked(struct region *r)
+{
+	while (r->pending) {
+		struct pending *p = r->pending;
+		pending_unlink(p);
+		free(p);
+	}
+	while (r->wfiles) {
+		struct wfile *wf = r->wfiles;
+		r->wfiles = wf->next;
+		if (wf->ph)
+			fuse_pollhandle_destroy(wf->ph);
+		free(wf);
+	}
+}

@@ -1,0 +1,450 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Threads that are not libfuse workers (so they may call the kernel's
+ * invalidation, which can wait for workers to write dirty pages back):
+ *
+ * - watch groups: each waits with futex_waitv(2) on the counters of up to
+ *   127 regions that have open files in the mount, plus a private control
+ *   word.  It counts itself as a libzinc waiter (zinc_watch) so notifiers
+ *   always wake it.  On every counter change: invalidate the data file's
+ *   page cache first, then publish the value to .wait readers and pollers.
+ *   One group exists per 127 watched regions, never one thread per region.
+ *
+ * - the control thread: inotify on the region directory (regions made or
+ *   removed by anyone appear/disappear at once), and jobs from workers:
+ *   writes to NAME.notify (invalidate, then zinc_notify, then reply) and
+ *   entry removal for regions that went away.
+ */
+#include <errno.h>
+#include <linux/futex.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "zincfs.h"
+
+#ifndef SYS_futex_waitv
+#define SYS_futex_waitv 449
+#endif
+#define GROUP_MAX (FUTEX_WAITV_MAX - 1) /* one slot for the control word */
+
+struct watch_group {
+	pthread_t tid;
+	uint32_t ctl;                 /* bumped whenever the set changes */
+	int count;
+	struct region *regions[GROUP_MAX];
+	struct watch_group *next;
+};
+
+static struct watch_group *groups;
+static int stopping;
+static int no_waitv;               /* kernel without futex_waitv: poll */
+
+static void ctl_kick(struct watch_group *g)
+{
+	__atomic_fetch_add(&g->ctl, 1, __ATOMIC_SEQ_CST);
+	syscall(SYS_futex, &g->ctl, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+/* Threads we start take no process signals (libfuse's handler must run on
+ * the main thread to end the loop). */
+static int start_thread(pthread_t *tid, void *(*fn)(void *), void *arg)
+{
+	sigset_t all, old;
+	sigfillset(&all);
+	sigdelset(&all, SIGBUS);
+	sigdelset(&all, SIGSEGV);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	int rc = pthread_create(tid, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return rc;
+}
+
+struct event {
+	struct region *r;
+	uint32_t seq;
+};
+
+static void *group_main(void *arg)
+{
+	struct watch_group *g = arg;
+	struct futex_waitv wv[FUTEX_WAITV_MAX];
+	struct event ev[GROUP_MAX];
+	struct region *bad[GROUP_MAX];
+
+	for (;;) {
+		int n = 0, nev = 0, nbad = 0;
+		LOCK();
+		if (stopping) {
+			UNLOCK();
+			break;
+		}
+		uint32_t ctl = __atomic_load_n(&g->ctl, __ATOMIC_SEQ_CST);
+		for (int i = 0; i < g->count; i++) {
+			struct region *r = g->regions[i];
+			uint32_t seq;
+			if (region_probe(r, &seq) != 0) {
+				bad[nbad++] = r;
+				continue;
+			}
+			if (seq != r->last_seq) {
+				r->last_seq = seq;
+				r->refs++;
+				ev[nev++] = (struct event){ r, seq };
+			}
+			wv[n++] = (struct futex_waitv){
+				.val = r->last_seq,
+				.uaddr = (uintptr_t)zinc_futex_word(r->h),
+				.flags = FUTEX_32,
+			};
+		}
+		wv[n++] = (struct futex_waitv){
+			.val = ctl,
+			.uaddr = (uintptr_t)&g->ctl,
+			.flags = FUTEX_32 | FUTEX_PRIVATE_FLAG,
+		};
+		for (int i = 0; i < nbad; i++)
+			if (region_check_locked(bad[i]) == 0)
+				region_gone_locked(bad[i], "unreadable");
+		UNLOCK();
+
+		for (int i = 0; i < nev; i++) {
+			struct region *r = ev[i].r;
+			/* Dirty pages of writers through mmap go back first,
+			 * then every mapping and read sees the region. */
+			fuse_lowlevel_notify_inval_inode(zfs_se, INO(r->slot, K_DATA), 0, 0);
+			LOCK();
+			if ((int32_t)(ev[i].seq - r->done_seq) > 0)
+				r->done_seq = ev[i].seq;
+			waiters_publish_locked(r);
+			region_put_locked(r);
+			UNLOCK();
+		}
+		if (nev || nbad)
+			continue; /* look again before sleeping */
+
+		if (no_waitv) {
+			sleep_ms(5);
+			continue;
+		}
+		long rc = syscall(SYS_futex_waitv, wv, n, 0, NULL, 0);
+		if (rc < 0 && errno == ENOSYS) {
+			log_warn("futex_waitv is not available (Linux < 5.16): "
+				 "polling counters every 5 ms");
+			no_waitv = 1;
+		} else if (rc < 0 && errno == EFAULT) {
+			sleep_ms(1); /* a counter went away; we will see which */
+		}
+	}
+	return NULL;
+}
+
+void watch_del_locked(struct region *r)
+{
+	struct watch_group *g = r->group;
+	if (!g)
+		return;
+	int i = r->gidx;
+	g->regions[i] = g->regions[--g->count];
+	g->regions[i]->gidx = i;
+	r->group = NULL;
+	GUARDED(zinc_watch(r->h, 0), (void)0);
+	ctl_kick(g);
+}
+
+void watch_update_locked(struct region *r)
+{
+	int want = r->open > 0 && !r->gone && !stopping;
+	if (!want) {
+		watch_del_locked(r);
+		return;
+	}
+	if (r->group)
+		return;
+	struct watch_group *g;
+	for (g = groups; g; g = g->next)
+		if (g->count < GROUP_MAX)
+			break;
+	if (!g) {
+		g = calloc(1, sizeof(*g));
+		if (!g || start_thread(&g->tid, group_main, g)) {
+			log_error("cannot start a watcher thread");
+			free(g);
+			return;
+		}
+		g->next = groups;
+		groups = g;
+	}
+	int fault = 0;
+	r->last_seq = r->done_seq = region_seq(r, &fault);
+	if (!fault)
+		GUARDED(zinc_watch(r->h, 1), (void)0);
+	r->group = g;
+	r->gidx = g->count;
+	g->regions[g->count++] = r;
+	ctl_kick(g);
+}
+
+/* ---- control thread ---- */
+
+enum { J_NOTIFY, J_SETATTR, J_DELETE };
+
+struct job {
+	int type;
+	fuse_req_t req;
+	struct region *r;
+	size_t size;
+	uint64_t slot;
+	struct job *next;
+	char name[];
+};
+
+static pthread_mutex_t jobs_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct job *jobs, **jobs_tail = &jobs;
+static int ino_fd = -1, ev_fd = -1;
+static pthread_t ctl_tid;
+static int ctl_started, ctl_stop;
+
+static void job_push(struct job *j)
+{
+	pthread_mutex_lock(&jobs_lock);
+	j->next = NULL;
+	*jobs_tail = j;
+	jobs_tail = &j->next;
+	pthread_mutex_unlock(&jobs_lock);
+	uint64_t one = 1;
+	if (write(ev_fd, &one, sizeof(one)) < 0) {
+		/* eventfd write fails only on overflow; it is then readable */
+	}
+}
+
+void job_notify(fuse_req_t req, struct region *r, size_t size, int setattr)
+{
+	struct job *j = calloc(1, sizeof(*j));
+	if (!j) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	LOCK();
+	r->refs++;
+	UNLOCK();
+	j->type = setattr ? J_SETATTR : J_NOTIFY;
+	j->req = req;
+	j->r = r;
+	j->size = size;
+	job_push(j);
+}
+
+void job_delete_entries(const char *name, uint64_t slot)
+{
+	size_t len = strlen(name);
+	struct job *j = calloc(1, sizeof(*j) + len + 1);
+	if (!j)
+		return;
+	j->type = J_DELETE;
+	j->slot = slot;
+	memcpy(j->name, name, len + 1);
+	job_push(j);
+}
+
+static void run_job(struct job *j)
+{
+	static const char *const sfx[] = { "", ".notify", ".wait" };
+	char buf[ZINC_NAME_MAX + 16];
+	if (j->type == J_DELETE) {
+		for (int k = K_DATA; k <= K_WAIT; k++) {
+			int n = snprintf(buf, sizeof(buf), "%s%s", j->name, sfx[k]);
+			fuse_lowlevel_notify_delete(zfs_se, ROOT_INO, INO(j->slot, k),
+						    buf, (size_t)n);
+		}
+		return;
+	}
+	struct region *r = j->r;
+	/* Write back and drop the data file's cache before anyone is woken:
+	 * a writer through mmap that then notifies publishes its data. */
+	fuse_lowlevel_notify_inval_inode(zfs_se, INO(r->slot, K_DATA), 0, 0);
+	int err = 0;
+	LOCK();
+	if (r->gone)
+		err = EIDRM;
+	else
+		GUARDED(zinc_notify(r->h), err = EIO);
+	UNLOCK();
+	if (err)
+		fuse_reply_err(j->req, err);
+	else if (j->type == J_NOTIFY)
+		fuse_reply_write(j->req, j->size);
+	else
+		reply_attr_of(j->req, r, K_NOTIFY);
+	region_put(r);
+}
+
+static void run_jobs(void)
+{
+	for (;;) {
+		pthread_mutex_lock(&jobs_lock);
+		struct job *j = jobs;
+		if (j) {
+			jobs = j->next;
+			if (!jobs)
+				jobs_tail = &jobs;
+		}
+		pthread_mutex_unlock(&jobs_lock);
+		if (!j)
+			return;
+		run_job(j);
+		free(j);
+	}
+}
+
+static void on_dir_event(const struct inotify_event *e)
+{
+	const size_t plen = strlen(ZINC_OBJECT_PREFIX);
+	if (e->mask & IN_Q_OVERFLOW) {
+		regions_check_all();
+		return;
+	}
+	if (e->mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
+		log_error("the region directory %s was removed or moved",
+			  zfs_cfg.shm_dir);
+		return;
+	}
+	if (!e->len || strncmp(e->name, ZINC_OBJECT_PREFIX, plen))
+		return;
+	const char *name = e->name + plen;
+	if (!valid_region_name(name))
+		return;
+	if (e->mask & (IN_DELETE | IN_MOVED_FROM))
+		bad_forget(name);
+	uint64_t slot = 0;
+	LOCK();
+	struct region *r = region_by_name_locked(name);
+	if (r && (e->mask & (IN_DELETE | IN_MOVED_FROM | IN_CREATE | IN_MOVED_TO)))
+		region_check_locked(r); /* gone if the name no longer is r */
+	else if (r && (e->mask & IN_ATTRIB))
+		slot = r->slot;
+	UNLOCK();
+	if (slot) /* chmod/chown of the object: refresh attributes */
+		for (int k = K_DATA; k <= K_WAIT; k++)
+			fuse_lowlevel_notify_inval_inode(zfs_se, INO(slot, k), -1, 0);
+}
+
+static void *control_main(void *arg)
+{
+	(void)arg;
+	char buf[64 * 1024] __attribute__((aligned(__alignof__(struct inotify_event))));
+	struct pollfd pf[2] = { { .fd = ino_fd, .events = POLLIN },
+				{ .fd = ev_fd, .events = POLLIN } };
+	for (;;) {
+		if (poll(pf, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (pf[1].revents) {
+			uint64_t v;
+			if (read(ev_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+				break;
+		}
+		ssize_t len;
+		while ((len = read(ino_fd, buf, sizeof(buf))) > 0) {
+			for (char *p = buf; p < buf + len;) {
+				struct inotify_event *e = (struct inotify_event *)p;
+				on_dir_event(e);
+				p += sizeof(*e) + e->len;
+			}
+		}
+		run_jobs();
+		if (__atomic_load_n(&ctl_stop, __ATOMIC_ACQUIRE))
+			break;
+	}
+	run_jobs();
+	return NULL;
+}
+
+int watcher_start(void)
+{
+	ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	ev_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (ino_fd < 0 || ev_fd < 0) {
+		log_error("inotify/eventfd: %s", strerror(errno));
+		return -1;
+	}
+	if (inotify_add_watch(ino_fd, zfs_cfg.shm_dir,
+			      IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO |
+			      IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF |
+			      IN_ONLYDIR) < 0) {
+		log_error("cannot watch %s: %s", zfs_cfg.shm_dir, strerror(errno));
+		return -1;
+	}
+	if (start_thread(&ctl_tid, control_main, NULL)) {
+		log_error("cannot start the control thread");
+		return -1;
+	}
+	ctl_started = 1;
+	return 0;
+}
+
+static int join_within(pthread_t tid, int seconds)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += seconds;
+	return pthread_timedjoin_np(tid, NULL, &ts);
+}
+
+/* Stop all threads.  -1 if one is stuck (in the kernel, waiting for a
+ * worker that no longer runs): the session must then not be destroyed. */
+int watcher_stop(void)
+{
+	int stuck = 0;
+	LOCK();
+	stopping = 1;
+	for (struct watch_group *g = groups; g; g = g->next)
+		ctl_kick(g);
+	UNLOCK();
+	for (struct watch_group *g = groups; g; g = g->next)
+		if (join_within(g->tid, 2))
+			stuck = 1;
+	if (ctl_started) {
+		__atomic_store_n(&ctl_stop, 1, __ATOMIC_RELEASE);
+		uint64_t one = 1;
+		if (write(ev_fd, &one, sizeof(one)) < 0) {
+			/* see job_push */
+		}
+		if (join_within(ctl_tid, 2))
+			stuck = 1;
+	}
+	if (stuck) {
+		log_warn("a watcher thread did not stop");
+		return -1;
+	}
+	LOCK();
+	for (struct watch_group *g = groups; g; g = g->next) {
+		for (int i = 0; i < g->count; i++) {
+			struct region *r = g->regions[i];
+			r->group = NULL;
+			GUARDED(zinc_watch(r->h, 0), (void)0);
+		}
+		g->count = 0;
+	}
+	UNLOCK();
+	while (groups) {
+		struct watch_group *g = groups;
+		groups = g->next;
+		free(g);
+	}
+	close(ino_fd);
+	close(ev_fd);
+	return 0;
+}

@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: MIT */
+/* zincfs: shared declarations of the daemon's parts. */
+#ifndef ZINCFS_H
+#define ZINCFS_H
+
+#define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 14)
+#include <fuse_lowlevel.h>
+
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "zinc.h"
+
+/* ---- main.c: configuration, logging ---- */
+
+struct zfs_config {
+	char *shm_dir;          /* absolute path of the region directory */
+	uint64_t region_size;   /* capacity of regions created via the mount */
+	int debug;
+	size_t page;
+};
+extern struct zfs_config zfs_cfg;
+extern struct fuse_session *zfs_se;
+
+enum { LOG_ERR_ = 0, LOG_WARN_ = 1, LOG_INFO_ = 2 };
+void zfs_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define log_error(...) zfs_log(LOG_ERR_, __VA_ARGS__)
+#define log_warn(...) zfs_log(LOG_WARN_, __VA_ARGS__)
+#define log_info(...) zfs_log(LOG_INFO_, __VA_ARGS__)
+
+/* ---- guard.c: survive SIGBUS from a region truncated under us ---- */
+
+extern __thread sigjmp_buf *zfs_bus_jmp;
+extern __thread int zfs_bus_ready;
+void zfs_guard_init(void);
+void zfs_guard_thread(void);
+/* Run `body`; if it faults with SIGBUS, run `onfault` instead of dying.
+ * Variables the body changes and `onfault` reads must be volatile. */
+#define GUARDED(body, onfault)                                          \
+	do {                                                            \
+		sigjmp_buf jb_;                                         \
+		sigjmp_buf *prev_ = zfs_bus_jmp;                        \
+		if (!zfs_bus_ready)                                     \
+			zfs_guard_thread();                             \
+		if (sigsetjmp(jb_, 0) == 0) {                           \
+			zfs_bus_jmp = &jb_;                             \
+			body;                                           \
+			zfs_bus_jmp = prev_;                            \
+		} else {                                                \
+			zfs_bus_jmp = prev_;                            \
+			onfault;                                        \
+		}                                                       \
+	} while (0)
+
+/* ---- regions.c: inode table ---- */
+
+/* Inode numbers: root is 1; region slot s (>= 1) has (s << 2) | kind. */
+enum kind { K_DATA = 0, K_NOTIFY = 1, K_WAIT = 2 };
+#define ROOT_INO 1
+#define INO(slot, kind) (((fuse_ino_t)(slot) << 2) | (kind))
+#define INO_SLOT(ino) ((ino) >> 2)
+#define INO_KIND(ino) ((int)((ino) & 3))
+
+struct wfile;
+struct pending;
+
+struct region {
+	char name[ZINC_NAME_MAX + 1];
+	uint64_t slot;
+	zinc_region *h;         /* observer handle, or owner handle if owned */
+	int owned;              /* created through the mount */
+	int gone;               /* name removed/replaced/broken: not listed */
+	dev_t dev;              /* identity of the shm object */
+	ino_t ino;
+	uint64_t nlookup[3];    /* kernel references per kind */
+	int open;               /* open files of any kind */
+	int data_open;          /* open files of the data inode */
+	int refs;               /* in-flight users (ops, jobs, watcher) */
+	/* watching (watcher.c) */
+	struct watch_group *group;
+	int gidx;               /* index in group->regions */
+	uint32_t last_seq;      /* counter value the watcher saw last */
+	uint32_t done_seq;      /* counter value published to readers */
+	/* waiters (waiters.c) */
+	struct wfile *wfiles;   /* open .wait files */
+	struct pending *pending; /* deferred reads */
+	struct region *hnext;   /* name hash chain */
+};
+
+/* The one lock for all of the above. Never held while calling into the
+ * kernel through fuse_lowlevel_notify_*(). */
+extern pthread_mutex_t zfs_lock;
+#define LOCK() pthread_mutex_lock(&zfs_lock)
+#define UNLOCK() pthread_mutex_unlock(&zfs_lock)
+
+int parse_name(const char *name, char base[ZINC_NAME_MAX + 1]); /* kind or -1 */
+int valid_region_name(const char *name);
+/* Find or open region NAME; takes a ref (region_put).  0 or -errno. */
+int region_lookup(const char *name, struct region **out);
+int region_create(const char *name, mode_t mode, const struct fuse_ctx *ctx,
+		  struct region **out);
+/* Region of an inode with a ref taken, or NULL. */
+struct region *region_get(fuse_ino_t ino);
+void region_put(struct region *r);
+void region_put_locked(struct region *r);
+void region_forget(fuse_ino_t ino, uint64_t n);
+/* Count an open/closed file of kind (locked); starts/stops watching. */
+void region_opened_locked(struct region *r, int kind);
+void region_closed_locked(struct region *r, int kind);
+/* Mark r's name removed (locked): answers its waiters with EIDRM. */
+void region_gone_locked(struct region *r, const char *why);
+/* Re-check that the name still refers to r's object (locked). */
+int region_check_locked(struct region *r);
+struct region *region_by_name_locked(const char *name);
+int region_stat(struct region *r, int kind, struct stat *st);
+int region_resize_locked(struct region *r, uint64_t size, int self_opens);
+void regions_check_all(void);
+void regions_close_all(void);
+/* Validate an object in the region directory without mapping it.
+ * 0 valid, -EBADMSG malformed (logged once), -EAGAIN maybe half-made,
+ * -ENOENT or -errno. */
+int object_check(const char *name, struct stat *st);
+void bad_forget(const char *name);
+uint32_t region_seq(struct region *r, int *bad);
+int region_probe(struct region *r, uint32_t *seq);
+void region_slot_ino(const char *name, fuse_ino_t *base);
+
+/* ---- waiters.c: .wait files ---- */
+
+struct wfile {
+	struct region *r;
+	uint32_t cursor;
+	struct fuse_pollhandle *ph;
+	struct wfile *prev, *next;
+};
+struct wfile *wfile_open(struct region *r);
+void wfile_release(struct wfile *wf);
+void wait_read(fuse_req_t req, struct wfile *wf, size_t size, int nonblock);
+void wait_poll(fuse_req_t req, struct wfile *wf, struct fuse_pollhandle *ph);
+/* Answer r's readers that are behind r->done_seq; wake its pollers.
+ * Replies are sent under the lock: they never wait for the kernel. */
+void waiters_publish_locked(struct region *r);
+/* Fail r's readers with err and wake its pollers. */
+void waiters_fail_locked(struct region *r, int err);
+void waiters_fail_all_locked(int err);
+void waiters_free_locked(struct region *r);
+
+/* ---- watcher.c: counter watching, inotify, jobs ---- */
+
+int watcher_start(void);
+int watcher_stop(void);
+/* Watch r's counter while it has open files and is not gone. */
+void watch_update_locked(struct region *r);
+void watch_del_locked(struct region *r);
+/* Deferred notify: inval data, zinc_notify, then reply. */
+void job_notify(fuse_req_t req, struct region *r, size_t size, int setattr);
+/* Drop the kernel's entries for a removed region. */
+void job_delete_entries(const char *name, uint64_t slot);
+
+/* ---- ops.c ---- */
+extern const struct fuse_lowlevel_ops zfs_ops;
+void reply_attr_of(fuse_req_t req, struct region *r, int kind);
+
+#endif
