@@ -264,10 +264,12 @@ static int remove_if_stale(const char *path)
 	}
 	struct zinc_region probe = { .fd = fd };
 	int rc;
+	/* Map first: it may wait for a creator mid-way, who then holds the
+	 * owner lock that the next check sees. */
+	int m = map_region(fd, &probe);
 	if (byte_locked(fd, LOCK_OWNER)) {
 		rc = -EEXIST; /* owner alive, or a creator mid-way */
 	} else {
-		int m = map_region(fd, &probe);
 		if (m == 0 && probe.foreign && pid_alive(probe.hdr->owner_pid))
 			rc = -EEXIST; /* zinc-core region: no locks, trust pid */
 		else if (m == -EBADMSG && byte_locked(fd, LOCK_HANDLE))
