@@ -24,5 +24,5 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	meson test -C build-asan --print-errorlogs
 
-echo "== zincfs tests (pytest)"
-ZINC_BUILD_DIR="$ROOT/build" $PYTEST -q -p no:cacheprovider tests/zincfs
+echo "== zincfs and zinc tool tests (pytest)"
+ZINC_BUILD_DIR="$ROOT/build" $PYTEST -q -p no:cacheprovider tests/zincfs tests/cli
