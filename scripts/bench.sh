@@ -2,7 +2,7 @@
 # Benchmarks: libzinc and zincfs next to the kernel's own mechanisms, every
 # figure with its baseline from the same run (issue 4, docs/BENCHMARKS.md).
 #
-#   scripts/bench.sh [--quick] [--no-fs] [--spin-ns NS]
+#   scripts/bench.sh [--quick] [--no-fs] [--spin-ns NS] [--rows 1,2,...]
 #
 # Builds an optimized build dir (build-bench: release, -O2, no sanitizers),
 # runs tests/bench/zinc-bench against a private region directory, mounts
@@ -15,14 +15,15 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-QUICK=() NOFS=0 SPIN=()
+QUICK=() NOFS=0 SPIN=() ROWS=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick) QUICK=(--quick) ;;
 	--no-fs) NOFS=1 ;;
 	--spin-ns) SPIN=(--spin-ns "$2"); shift ;;
+	--rows) ROWS=(--rows "$2"); shift ;;
 	-h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-	*) echo "usage: $0 [--quick] [--no-fs] [--spin-ns NS]" >&2; exit 2 ;;
+	*) echo "usage: $0 [--quick] [--no-fs] [--spin-ns NS] [--rows 1,2,...]" >&2; exit 2 ;;
 	esac
 	shift
 done
@@ -133,7 +134,7 @@ fi
 
 # ---- run ----
 ulimit -n 65536 2>/dev/null || true
-"$BUILD/tests/bench/zinc-bench" "${QUICK[@]}" "${SPIN[@]}" "${FS_ARGS[@]}" \
+"$BUILD/tests/bench/zinc-bench" "${QUICK[@]}" "${SPIN[@]}" "${ROWS[@]}" "${FS_ARGS[@]}" \
 	--json "$BUILD/results.json" --dat "$TMP" >"$BUILD/results.txt" &
 BENCH_PID=$!
 wait "$BENCH_PID" || die "zinc-bench failed (exit $?)"

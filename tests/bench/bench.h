@@ -19,6 +19,7 @@ struct opts {
 	const char *skip_fs;      /* why rows 4-7 cannot run */
 	int daemon_pid;
 	int max_threads;
+	int ncpu;
 	char rows[64];
 };
 

@@ -915,7 +915,7 @@ static void machine(char *buf, size_t size)
 static void print_table(void)
 {
 	const char *last_row = "";
-	printf("%-4s %-46s %-7s %-6s %10s %10s %10s %8s  %s\n", "row", "case", "place",
+	printf("%-4s %-56s %-6s %-6s %10s %10s %10s %8s  %s\n", "row", "case", "place",
 	       "unit", "min", "median", "p99", "samples", "median vs baseline");
 	for (int i = 0; i < nresults; i++) {
 		struct result *r = &results[i];
@@ -927,16 +927,20 @@ static void print_table(void)
 			snprintf(ratio, sizeof(ratio), r->ratio < 0.1 ? "%.3fx %s" : "%.2fx %s",
 				 r->ratio, r->base);
 		if (r->has_stats)
-			printf("%-4s %-46s %-7s %-6s %10.3f %10.3f %10.3f %8ld  %s\n", r->row,
+			printf("%-4s %-56s %-6s %-6s %10.3f %10.3f %10.3f %8ld  %s\n", r->row,
 			       r->name, r->place, r->unit, r->min, r->median, r->p99,
 			       r->samples, ratio);
 		else
-			printf("%-4s %-46s %-7s %-6s %10s %10.3f %10s %8ld  %s\n", r->row,
+			printf("%-4s %-56s %-6s %-6s %10s %10.3f %10s %8ld  %s\n", r->row,
 			       r->name, r->place, r->unit, "", r->median, "", r->samples, ratio);
 	}
-	printf("\nsamples: row 1 = timed round trips after warm-up; row 2 = batches "
-	       "(ns/op = batch time / ops); row 3 = notifies, each timed to the first "
-	       "and the last waiter's return.\n");
+	printf("\nsamples: rows 1 and 4 = timed round trips after warm-up; row 2 = batches "
+	       "(ns/op = batch time / ops); rows 3 and 6 = notifies, each timed to the first "
+	       "and the last waiter's return; row 5 = full 64 MiB reads (GiB/s: min = "
+	       "slowest read, p99 column = fastest read); a value without min/p99 is a "
+	       "single reading.\n"
+	       "placement: same = both processes on CPU 0, split = CPUs 0 and 1, "
+	       "cpu0 = one process on CPU 0; zincfs threads are not pinned.\n");
 	for (int i = 0; i < nskipped; i++)
 		printf("skipped: row %s: %s\n", skipped[i].rows, skipped[i].why);
 	if (ntargets)
@@ -1093,6 +1097,7 @@ int main(int argc, char **argv)
 	cpu_set_t set;
 	sched_getaffinity(0, sizeof(set), &set);
 	ncpu = CPU_COUNT(&set);
+	opt.ncpu = ncpu;
 	if (ncpu >= 2 && (!CPU_ISSET(0, &set) || !CPU_ISSET(1, &set)))
 		die("CPUs 0 and 1 must be usable");
 	probe_fifo();
