@@ -442,8 +442,16 @@ void zinc_close(zinc_region *r)
 		    !(zinc__flags(r) & ZINC_FLAG_REMOVED) &&
 		    (!r->foreign || refs <= 1))
 			remove_object(r->fd, r->path, r->hdr);
+		/* Drop every lock we hold in one step (the handle's read lock
+		 * together with LOCK_REMOVE, so the next closer sees us gone).
+		 * Closing our fd is not enough: a forked child or a dup() of
+		 * zinc_fd() shares the open file description and would keep
+		 * the locks alive. */
+		struct flock fl = { .l_type = F_UNLCK, .l_whence = SEEK_SET,
+				    .l_start = 0, .l_len = 0 };
+		fcntl(r->fd, F_OFD_SETLK, &fl);
 	}
-	free_handle(r); /* closing the fd drops every lock we held */
+	free_handle(r);
 }
 
 int32_t zinc_unlink(const char *name)
