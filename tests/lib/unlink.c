@@ -1,0 +1,155 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * zinc_unlink: removes the name at once, wakes every waiter (here, in other
+ * processes and in threads, each proven asleep first) with -EIDRM, makes
+ * try_wait/wait on every old handle -EIDRM (even with a notification
+ * pending), keeps the old mappings valid, and a later open gives -ENOENT.
+ */
+#include <pthread.h>
+#include "testutil.h"
+
+struct waiter {
+	zinc_region *r;
+	pid_t tid;
+	int rc;
+};
+
+static void *wait_thread(void *arg)
+{
+	struct waiter *w = arg;
+	__atomic_store_n(&w->tid, tu_gettid(), __ATOMIC_RELEASE);
+	w->rc = zinc_wait(w->r, UINT32_MAX);
+	return NULL;
+}
+
+static void test_unlink_wakes_waiters(void)
+{
+	zinc_region *o, *h;
+	CHECK_OK(zinc_create("ul", tu_page(), &o));
+	CHECK_OK(zinc_open("ul", &h));
+	int ready[2];
+	tu_pipe(ready);
+	pid_t pids[2];
+	for (int i = 0; i < 2; i++) {
+		pids[i] = tu_fork();
+		if (pids[i] == 0) {
+			zinc_region *c;
+			CHECK_OK(zinc_open("ul", &c));
+			tu_put(ready[1], 'w');
+			CHECK_RC(zinc_wait(c, 30000), -EIDRM);
+			CHECK_EQ(zinc_removed(c), 1);
+			CHECK(strcmp((char *)zinc_ptr(c), "still here") == 0);
+			zinc_close(c);
+			_exit(0);
+		}
+		CHECK_GET(ready[0], 'w');
+	}
+	struct waiter w = { .r = h };
+	pthread_t t;
+	CHECK_EQ(pthread_create(&t, NULL, wait_thread, &w), 0);
+	pid_t tid;
+	while (!(tid = __atomic_load_n(&w.tid, __ATOMIC_ACQUIRE)))
+		tu_pause_us(50);
+	for (int i = 0; i < 2; i++)
+		CHECK_ASLEEP(pids[i]);
+	CHECK_THREAD_ASLEEP(tid);
+	CHECK_EQ(tu_waiters(o), 3);
+	strcpy((char *)zinc_ptr(o), "still here");
+
+	CHECK_OK(zinc_unlink("ul"));
+	CHECK(!tu_exists("ul"));
+	for (int i = 0; i < 2; i++)
+		CHECK_CHILD_OK(pids[i]);
+	CHECK_EQ(pthread_join(t, NULL), 0);
+	CHECK_RC(w.rc, -EIDRM);
+
+	/* every old handle, also the owner's */
+	CHECK_RC(zinc_try_wait(o), -EIDRM);
+	CHECK_RC(zinc_try_wait(h), -EIDRM);
+	CHECK_RC(zinc_wait(o, 0), -EIDRM);
+	CHECK_RC(zinc_wait(h, 50), -EIDRM);
+	CHECK_EQ(zinc_removed(o), 1);
+	CHECK(tu_hdr(o)->flags & ZINC_FLAG_REMOVED);
+	/* even with a notification pending */
+	zinc_notify(h);
+	CHECK_RC(zinc_try_wait(o), -EIDRM);
+	/* the memory stays usable for those who have it */
+	CHECK(strcmp((char *)zinc_ptr(h), "still here") == 0);
+	zinc_ptr(h)[0] = 'S';
+	CHECK_EQ(zinc_ptr(o)[0], 'S');
+
+	/* the name is gone */
+	zinc_region *x = (zinc_region *)1;
+	CHECK_RC(zinc_open("ul", &x), -ENOENT);
+	CHECK(x == NULL);
+	CHECK_RC(zinc_unlink("ul"), -ENOENT);
+	struct zinc_info info;
+	CHECK_RC(zinc_stat("ul", &info), -ENOENT);
+	/* and free: a new owner can take it even though the old owner's
+	 * handle is still open */
+	zinc_region *n;
+	CHECK_OK(zinc_create("ul", tu_page(), &n));
+	zinc_close(h);
+	zinc_close(o);
+	CHECK(tu_exists("ul"));
+	CHECK_EQ(zinc_removed(n), 0);
+	zinc_close(n);
+	CHECK(!tu_exists("ul"));
+	close(ready[0]);
+	close(ready[1]);
+}
+
+static void test_unlink_orphan(void)
+{
+	/* A region nobody has open (owner killed) is simply removed. */
+	int ready[2];
+	tu_pipe(ready);
+	pid_t pid = tu_fork();
+	if (pid == 0) {
+		zinc_region *o;
+		CHECK_OK(zinc_create("orphan", tu_page(), &o));
+		tu_put(ready[1], 'o');
+		for (;;)
+			pause();
+	}
+	CHECK_GET(ready[0], 'o');
+	tu_kill(pid);
+	CHECK(tu_exists("orphan"));
+	CHECK_OK(zinc_unlink("orphan"));
+	CHECK(!tu_exists("orphan"));
+	/* unlink of a live owner's region in another process */
+	pid = tu_fork();
+	if (pid == 0) {
+		zinc_region *o;
+		CHECK_OK(zinc_create("orphan", tu_page(), &o));
+		tu_put(ready[1], 'o');
+		CHECK_RC(zinc_wait(o, 30000), -EIDRM);
+		zinc_close(o);
+		_exit(0);
+	}
+	CHECK_GET(ready[0], 'o');
+	CHECK_ASLEEP(pid);
+	CHECK_OK(zinc_unlink("orphan"));
+	CHECK_CHILD_OK(pid);
+	CHECK(!tu_exists("orphan"));
+	close(ready[0]);
+	close(ready[1]);
+}
+
+static void test_unlink_not_a_region(void)
+{
+	/* A leftover regular file: removed. */
+	int fd = tu_make_object("junk", 10, NULL, 0600);
+	close(fd);
+	CHECK_OK(zinc_unlink("junk"));
+	CHECK(!tu_exists("junk"));
+}
+
+int main(void)
+{
+	tu_init();
+	TU_RUN(test_unlink_wakes_waiters);
+	TU_RUN(test_unlink_orphan);
+	TU_RUN(test_unlink_not_a_region);
+	return T_PASS;
+}
