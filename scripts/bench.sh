@@ -88,7 +88,7 @@ ninja -C "$BUILD" tests/bench/zinc-bench >/dev/null || die "building zinc-bench 
 FS_ARGS=() FS_WHY=""
 if [ "$NOFS" = 1 ]; then
 	FS_WHY="--no-fs given"
-elif ! ninja -C "$BUILD" -t targets all 2>/dev/null | grep -q '^zincfs/zincfs:'; then
+elif ! ninja -C "$BUILD" -t targets all 2>/dev/null | grep '^zincfs/zincfs:' >/dev/null; then
 	FS_WHY="zincfs is not built yet (no zincfs/zincfs target in zincfs/meson.build)"
 elif ! ninja -C "$BUILD" zincfs/zincfs >"$BUILD/zincfs-build.log" 2>&1; then
 	FS_WHY="zincfs/zincfs does not build (see $BUILD/zincfs-build.log)"

@@ -109,6 +109,30 @@ static zinc_region *create_region(const char *what, size_t capacity, char *name,
 	return r;
 }
 
+/* Pin every thread of the daemon to cpu (-1: all CPUs).  New workers
+ * inherit the affinity of the thread that starts them. */
+static void pin_daemon(int cpu)
+{
+	if (!opt.daemon_pid)
+		return;
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	for (int c = 0; c < opt.ncpu; c++)
+		if (cpu < 0 || c == cpu)
+			CPU_SET(c, &set);
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task", opt.daemon_pid);
+	DIR *d = opendir(path);
+	if (!d)
+		die("opendir %s: %s", path, strerror(errno));
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.' &&
+		    sched_setaffinity(atoi(e->d_name), sizeof(set), &set) && errno != ESRCH)
+			die("pinning zincfs thread %s: %s", e->d_name, strerror(errno));
+	closedir(d);
+}
+
 /* ------------------------------------------------------------------ */
 /* row 4 */
 
@@ -282,14 +306,18 @@ static void row4(void)
 	zinc_region *q = create_region("fs4q", (size_t)sysconf(_SC_PAGESIZE), quiet, sizeof(quiet));
 	const char *places[2] = { "same", "split" };
 
-	uint64_t *rt = shared_alloc((size_t)n * sizeof(uint64_t));
-	struct rt_arg ra = { .rname = quiet, .warm = 1000, .n = n, .out = rt };
-	reap(spawn(rt_child, &ra), "FUSE round trip");
-	struct result *rtr = add_result("4", "trivial FUSE round trip (baseline)", "cpu0", "us",
-					rt, (size_t)n, 1000.0, "preads");
-	munmap(rt, (size_t)n * sizeof(uint64_t));
-
+	/* Placements: same = both processes and zincfs on CPU 0; split =
+	 * process A on CPU 0, process B and zincfs on CPU 1.  The FUSE round
+	 * trip is made from CPU 0 to zincfs on CPU 0 (same) or 1 (split). */
 	for (int p = 0; p < (opt.ncpu >= 2 ? 2 : 1); p++) {
+		pin_daemon(p);
+		uint64_t *rt = shared_alloc((size_t)n * sizeof(uint64_t));
+		struct rt_arg ra = { .rname = quiet, .warm = 1000, .n = n, .out = rt };
+		reap(spawn(rt_child, &ra), "FUSE round trip");
+		struct result *rtr = add_result("4", "trivial FUSE round trip (baseline)", places[p],
+						"us", rt, (size_t)n, 1000.0, "reads");
+		munmap(rt, (size_t)n * sizeof(uint64_t));
+
 		uint64_t *v[F_COUNT];
 		for (int m = 0; m < F_COUNT; m++)
 			v[m] = malloc((size_t)n * sizeof(uint64_t));
@@ -320,6 +348,7 @@ static void row4(void)
 			add_target(t, buf, res->median / sum <= 1.5);
 		}
 	}
+	pin_daemon(-1);
 	zinc_close(q);
 	zinc_close(r);
 }

@@ -940,7 +940,8 @@ static void print_table(void)
 	       "slowest read, p99 column = fastest read); a value without min/p99 is a "
 	       "single reading.\n"
 	       "placement: same = both processes on CPU 0, split = CPUs 0 and 1, "
-	       "cpu0 = one process on CPU 0; zincfs threads are not pinned.\n");
+	       "cpu0 = one process on CPU 0; row 4: zincfs pinned to CPU 0 (same) or 1 "
+	       "(split), the FUSE round trip made from CPU 0; rows 5-7: zincfs not pinned.\n");
 	for (int i = 0; i < nskipped; i++)
 		printf("skipped: row %s: %s\n", skipped[i].rows, skipped[i].why);
 	if (ntargets)
