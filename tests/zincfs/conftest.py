@@ -1,0 +1,535 @@
+# SPDX-License-Identifier: MIT
+"""Fixtures and helpers for the zincfs integration tests.
+
+Every test gets its own private tmpfs as the region directory and its own
+zincfs mount (fixture ``zfs``).  The fixture waits for the mount with a
+deadline, always unmounts, kills what the test spawned, and fails the test
+when the daemon crashed, exited non-zero, logged an unexpected "error:" line
+or a sanitizer/valgrind report, or left something behind.
+
+Environment:
+  ZINC_BUILD_DIR   meson build dir (default <repo>/build)
+  ZINCFS_WRAPPER   command prefix for the daemon, e.g. "valgrind --error-exitcode=99"
+  ZINCFS_SLOW      multiplier for every deadline (default 1, 10 with a wrapper)
+
+Only the Python standard library and pytest are used.
+"""
+import errno
+import faulthandler
+import os
+import re
+import select
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _build_dir():
+    d = os.environ.get("ZINC_BUILD_DIR")
+    if not d:
+        return REPO / "build"
+    p = Path(d)
+    if not p.is_absolute():
+        p = Path.cwd() / p if (Path.cwd() / p).exists() else REPO / p
+    return p.resolve()
+
+
+BUILD = _build_dir()
+ZINCFS = BUILD / "zincfs" / "zincfs"
+HELPER = BUILD / "tests" / "helpers" / "zinc-helper"
+PRODUCER = BUILD / "libzinc" / "zinc-producer"
+CONSUMER = BUILD / "libzinc" / "zinc-consumer"
+WRAPPER = shlex.split(os.environ.get("ZINCFS_WRAPPER", ""))
+SLOW = float(os.environ.get("ZINCFS_SLOW", "10" if WRAPPER else "1"))
+PAGE = os.sysconf("SC_PAGE_SIZE")
+TEST_TIMEOUT = int(60 * SLOW)  # per test, setup + call + teardown
+
+# What /proc/PID/wchan shows on this kernel (6.x) for each kind of block.
+# Suffixes such as ".constprop.0" / ".isra.0" are stripped before comparing.
+FUSE_WCHANS = {"request_wait_answer", "fuse_wait_answer", "__fuse_simple_request",
+               "fuse_simple_request", "fuse_request_send"}
+FUTEX_WCHANS = {"futex_do_wait", "futex_wait_queue", "futex_wait_queue_me",
+                "futex_wait", "__futex_wait"}
+POLL_WCHANS = {"poll_schedule_timeout", "do_poll", "do_sys_poll", "do_select",
+               "core_sys_select", "do_epoll_wait", "ep_poll"}
+
+SANITIZER_RE = re.compile(
+    r"AddressSanitizer|LeakSanitizer|ThreadSanitizer|UndefinedBehaviorSanitizer|"
+    r"MemorySanitizer|runtime error:|ERROR SUMMARY: [1-9]|Invalid (read|write|free)|"
+    r"Conditional jump or move depends|definitely lost: [1-9]")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "zincfs(*opts, start=True): extra -o options for the zfs fixture "
+        "(start=False: do not mount; call zfs.start())")
+
+
+# ---------------------------------------------------------------- timeouts
+
+class TestTimeout(Exception):
+    pass
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    # Last resort if even SIGALRM cannot get through (e.g. a thread stuck in
+    # an unkillable FUSE request): dump stacks and exit rather than hang CI.
+    faulthandler.dump_traceback_later(TEST_TIMEOUT + 120, exit=True)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    def on_alarm(signum, frame):
+        raise TestTimeout(f"test exceeded {TEST_TIMEOUT}s")
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(TEST_TIMEOUT)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+# ---------------------------------------------------------------- helpers
+
+def wait_until(pred, timeout=5.0, what=None, interval=0.002):
+    """Poll pred() until it returns a true value (returned) or fail."""
+    deadline = time.monotonic() + timeout * SLOW
+    delay = interval
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout * SLOW:.1f}s waiting for "
+                                 f"{what or getattr(pred, '__name__', 'condition')}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def proc_state(pid, tid=None):
+    s = _read(f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat")
+    if s is None:
+        return None
+    return s[s.rindex(")") + 2]
+
+
+def wchan(pid, tid=None):
+    s = _read(f"/proc/{pid}/task/{tid}/wchan" if tid else f"/proc/{pid}/wchan")
+    if s is None:
+        return None
+    return s.strip().split(".")[0]
+
+
+def is_blocked(pid, kind, tid=None):
+    """True if the task sleeps (state S) in a wait of the given kind."""
+    wset = {"fuse": FUSE_WCHANS, "futex": FUTEX_WCHANS, "poll": POLL_WCHANS}[kind]
+    return proc_state(pid, tid) == "S" and wchan(pid, tid) in wset
+
+
+def wait_blocked(pid, kind, timeout=5.0, tid=None):
+    """Prove that pid (or its thread tid) is blocked in a FUSE request,
+    a futex wait or a poll, not just 'started a while ago'."""
+    def blocked():
+        if proc_state(pid, tid) in (None, "Z", "X"):
+            raise AssertionError(f"process {pid} exited while we waited for it to block")
+        return is_blocked(pid, kind, tid)
+    wait_until(blocked, timeout,
+               f"pid {pid} to block in {kind} (state {proc_state(pid, tid)}, "
+               f"wchan {wchan(pid, tid)})")
+
+
+def count_blocked_tasks(pid, kind):
+    n = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for tid in tids:
+        if is_blocked(pid, kind, tid):
+            n += 1
+    return n
+
+
+def threads_of(pid):
+    for line in (_read(f"/proc/{pid}/status") or "").splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return 0
+
+
+def mountinfo_has(path):
+    path = str(path)
+    for line in (_read("/proc/self/mountinfo") or "").splitlines():
+        f = line.split()
+        mp = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), f[4])
+        if mp == path:
+            return line
+    return None
+
+
+def run(args, timeout=10, **kw):
+    kw.setdefault("stdout", subprocess.PIPE)
+    kw.setdefault("stderr", subprocess.PIPE)
+    kw.setdefault("text", True)
+    return subprocess.run(args, timeout=timeout * SLOW, **kw)
+
+
+def shm_zinc_objects(d="/dev/shm"):
+    try:
+        return {n for n in os.listdir(d) if n.startswith("zinc_")}
+    except OSError:
+        return set()
+
+
+def kill_tree(p, sig=signal.SIGKILL):
+    """Kill a child we started (its process group if it leads one)."""
+    if p.poll() is not None:
+        return
+    try:
+        if os.getpgid(p.pid) == p.pid:
+            os.killpg(p.pid, sig)
+        else:
+            p.send_signal(sig)
+    except ProcessLookupError:
+        pass
+
+
+class ZincError(Exception):
+    def __init__(self, err, msg):
+        super().__init__(f"{errno.errorcode.get(err, err)}: {msg}")
+        self.errno = err
+
+
+class Zinc:
+    """A zinc-helper process: one libzinc handle driven over a pipe."""
+
+    def __init__(self, zfs):
+        self.p = zfs.spawn([str(HELPER)], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, stderr=None)
+        self.pid = self.p.pid
+        self._buf = b""
+
+    def send(self, line):
+        self.p.stdin.write((line + "\n").encode())
+        self.p.stdin.flush()
+
+    def reply(self, timeout=10.0):
+        deadline = time.monotonic() + timeout * SLOW
+        fd = self.p.stdout.fileno()
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"zinc-helper {self.pid}: no reply in {timeout}s")
+            r, _, _ = select.select([fd], [], [], left)
+            if r:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    raise AssertionError(f"zinc-helper {self.pid} exited "
+                                         f"(rc {self.p.poll()})")
+                self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        line = line.decode()
+        if line.startswith("ok"):
+            return line[3:]
+        m = re.match(r"err (-?\d+) (.*)", line)
+        assert m, f"zinc-helper: bad reply {line!r}"
+        raise ZincError(-int(m.group(1)), m.group(2))
+
+    def cmd(self, line, timeout=10.0):
+        self.send(line)
+        return self.reply(timeout)
+
+    def create(self, name, cap=PAGE):
+        self.cmd(f"create {name} {cap}")
+        return self
+
+    def open(self, name):
+        return int(self.cmd(f"open {name}"))
+
+    def write(self, off, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.cmd(f"write {off} {data.hex()}")
+
+    def fill(self, off, length, byte):
+        self.cmd(f"fill {off} {length} {byte}")
+
+    def read(self, off, length):
+        return bytes.fromhex(self.cmd(f"read {off} {length}"))
+
+    def notify(self, n=1):
+        return int(self.cmd(f"notify {n}"))
+
+    def seq(self):
+        return int(self.cmd("seq"))
+
+    def stat(self, name=None):
+        out = self.cmd(f"stat {name}" if name else "hstat")
+        return {k: int(v) for k, v in (kv.split("=") for kv in out.split())}
+
+    def close(self):
+        self.cmd("close")
+
+    def exit(self):
+        self.cmd("exit")
+        self.p.wait(timeout=10 * SLOW)
+
+
+class ZincFS:
+    """One zincfs mount on a private tmpfs (see module docstring)."""
+
+    def __init__(self, base, opts):
+        self.base = Path(base)
+        self.mnt = self.base / "mnt"
+        self.shm = self.base / "shm"
+        self.opts = list(opts)
+        self.env = dict(os.environ, ZINC_SHM_DIR=str(self.shm))
+        self.env.pop("ZINC_ALWAYS_WAKE", None)
+        self.proc = None
+        self.conn = None
+        self.children = []
+        self.expected_logs = []
+        self.expected_exit = None  # None: must exit 0 after unmount
+        self.problems = []
+        self._logs = []  # (path, daemon) of every daemon started
+        self.nstarted = 0
+
+    # -- daemon lifecycle
+    def cmdline(self, extra_opts=()):
+        opts = [f"shm_dir={self.shm}"] + self.opts + list(extra_opts)
+        return WRAPPER + [str(ZINCFS), "-f", "-o", ",".join(opts), str(self.mnt)]
+
+    def start(self, extra_opts=()):
+        assert ZINCFS.exists(), f"{ZINCFS} not built"
+        self.nstarted += 1
+        logpath = self.base / f"zincfs-{self.nstarted}.log"
+        logf = open(logpath, "wb")
+        self.proc = subprocess.Popen(self.cmdline(extra_opts), stdin=subprocess.DEVNULL,
+                                     stdout=logf, stderr=subprocess.STDOUT,
+                                     env={k: v for k, v in self.env.items()
+                                          if k != "ZINC_SHM_DIR"})
+        logf.close()
+        self._logs.append((logpath, self.proc))
+        self.expected_exit = None
+
+        def up():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"zincfs exited with {self.proc.returncode} before "
+                                     f"mounting:\n{self.log()}")
+            line = mountinfo_has(self.mnt)
+            return line and " fuse" in line
+        wait_until(up, 10, "the zincfs mount")
+        self.conn = os.minor(os.stat(self.mnt).st_dev)
+        return self.proc
+
+    def log(self, all_daemons=False):
+        logs = self._logs if all_daemons else self._logs[-1:]
+        return "".join(Path(p).read_text(errors="replace") for p, _ in logs)
+
+    def expect_log(self, pattern):
+        """Declare a log line (regex) that must not fail the test."""
+        self.expected_logs.append(re.compile(pattern))
+
+    def kill(self, sig=signal.SIGKILL, wait=True):
+        """Send sig to the daemon; for SIGKILL, clean up the dead mount."""
+        self.expected_exit = -sig if sig == signal.SIGKILL else 0
+        self.proc.send_signal(sig)
+        if wait:
+            self.proc.wait(timeout=15 * SLOW)
+            if sig == signal.SIGKILL:
+                self.lazy_unmount()
+        return self.proc.returncode
+
+    def lazy_unmount(self):
+        if mountinfo_has(self.mnt):
+            r = run(["fusermount3", "-u", "-z", str(self.mnt)])
+            if r.returncode and mountinfo_has(self.mnt):
+                run(["umount", "-l", str(self.mnt)])
+        assert not mountinfo_has(self.mnt), "could not unmount the dead mount"
+
+    def remount(self, extra_opts=()):
+        if self.proc and self.proc.poll() is None:
+            self.stop()
+        self.lazy_unmount()
+        return self.start(extra_opts)
+
+    def abort_connection(self):
+        if self.conn is None:
+            return
+        ctl = Path(f"/sys/fs/fuse/connections/{self.conn}/abort")
+        if not ctl.exists():
+            run(["mount", "-t", "fusectl", "none", "/sys/fs/fuse/connections"])
+        try:
+            ctl.write_text("1")
+        except OSError:
+            pass
+
+    def stop(self):
+        """Unmount, wait for the daemon, record problems."""
+        p = self.proc
+        if p is None:
+            return
+        if p.poll() is None and mountinfo_has(self.mnt):
+            r = run(["fusermount3", "-u", str(self.mnt)])
+            if r.returncode:
+                self.problems.append(f"fusermount3 -u failed: {r.stderr.strip()} "
+                                     "(files left open?)")
+                run(["fusermount3", "-u", "-z", str(self.mnt)])
+        try:
+            p.wait(timeout=15 * SLOW)
+        except subprocess.TimeoutExpired:
+            self.problems.append("zincfs did not exit after unmount; killed")
+            self.abort_connection()
+            p.kill()
+            p.wait(timeout=15 * SLOW)
+        if mountinfo_has(self.mnt):
+            self.lazy_unmount()
+        rc = p.returncode
+        want = self.expected_exit if self.expected_exit is not None else 0
+        if rc != want:
+            self.problems.append(f"zincfs exited with {rc}, expected {want}")
+        self.proc = None
+
+    # -- processes the test starts
+    def spawn(self, args, **kw):
+        kw.setdefault("env", self.env)
+        kw.setdefault("cwd", str(self.base))
+        kw.setdefault("start_new_session", True)
+        p = subprocess.Popen(args, **kw)
+        self.children.append(p)
+        return p
+
+    def zinc(self):
+        return Zinc(self)
+
+    def sh(self, script, timeout=10, user=None, **kw):
+        """Run a shell snippet in the mount directory."""
+        args = ["sh", "-c", script]
+        if user:
+            args = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"] + args
+        kw.setdefault("cwd", str(self.mnt))
+        kw.setdefault("env", self.env)
+        return run(args, timeout=timeout, **kw)
+
+    def path(self, name):
+        return self.mnt / name
+
+    def obj(self, name):
+        return self.shm / f"zinc_{name}"
+
+    def names(self):
+        return set(os.listdir(self.mnt))
+
+    # -- teardown checks
+    def check_logs(self):
+        for path, _ in self._logs:
+            for line in Path(path).read_text(errors="replace").splitlines():
+                bad = "error:" in line or SANITIZER_RE.search(line)
+                if bad and not any(r.search(line) for r in self.expected_logs):
+                    self.problems.append(f"unexpected daemon log line: {line}")
+
+
+def _teardown(z, base, shm_before):
+    errors = []
+
+    def step(fn):
+        try:
+            fn()
+        except Exception as e:  # keep cleaning up
+            errors.append(f"{fn.__name__ if hasattr(fn, '__name__') else fn}: {e!r}")
+
+    def kill_children():
+        for c in z.children:
+            kill_tree(c)
+        for c in z.children:
+            try:
+                c.wait(timeout=5 * SLOW)
+            except subprocess.TimeoutExpired:
+                errors.append(f"child {c.args} did not die (stuck in FUSE?)")
+        for c in z.children:
+            for f in (c.stdin, c.stdout, c.stderr):
+                if f:
+                    f.close()
+
+    step(kill_children)
+    step(z.stop)
+    if any(c.poll() is None for c in z.children):
+        step(kill_children)
+    step(z.check_logs)
+    try:
+        logs = z.log(all_daemons=True)
+    except OSError:
+        logs = ""
+
+    def leftovers():
+        new = shm_zinc_objects() - shm_before
+        for n in new:
+            try:
+                os.unlink(f"/dev/shm/{n}")
+            except OSError:
+                pass
+        if new:
+            errors.append(f"test left objects in /dev/shm: {sorted(new)}")
+
+    step(leftovers)
+
+    def unmount_tmpfs():
+        for d in (z.mnt, z.shm):
+            if mountinfo_has(d):
+                r = run(["umount", str(d)])
+                if r.returncode:
+                    run(["umount", "-l", str(d)])
+        shutil.rmtree(base, ignore_errors=True)
+
+    step(unmount_tmpfs)
+    return z.problems + errors, logs
+
+
+@pytest.fixture
+def zfs(request):
+    assert os.geteuid() == 0, "the zincfs tests mount filesystems: run them as root"
+    assert HELPER.exists(), f"{HELPER} not built (ninja -C {BUILD})"
+    marker = request.node.get_closest_marker("zincfs")
+    opts = list(marker.args) if marker else []
+    start = marker.kwargs.get("start", True) if marker else True
+    shm_before = shm_zinc_objects()
+    base = Path(tempfile.mkdtemp(prefix="zincfs-test-", dir="/tmp"))
+    os.chmod(base, 0o755)  # other users (setpriv nobody) must reach the mount
+    z = ZincFS(base, opts)
+    z.mnt.mkdir()
+    z.shm.mkdir()
+    os.chmod(z.mnt, 0o755)
+    r = run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=1777", "zinctest", str(z.shm)])
+    assert r.returncode == 0, r.stderr
+    try:
+        if start:
+            z.start()
+        yield z
+    finally:
+        problems, logs = _teardown(z, base, shm_before)
+        if problems:
+            pytest.fail("zincfs fixture teardown:\n  " + "\n  ".join(problems)
+                        + "\n--- daemon log (tail) ---\n" + logs[-4000:], pytrace=False)
