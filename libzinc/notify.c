@@ -70,6 +70,16 @@ static int removed(zinc_region *r)
 	return zinc__flags(r) & ZINC_FLAG_REMOVED;
 }
 
+/* consume(), except that the counter bump which comes with the region's
+ * removal is reported as -EIDRM, never as a notification: the remover sets
+ * ZINC_FLAG_REMOVED before it bumps the counter, so whoever saw the bump
+ * sees the flag. */
+static int take(zinc_region *r, uint32_t *seen)
+{
+	int rc = consume(r, seen);
+	return rc == 0 && removed(r) ? -EIDRM : rc;
+}
+
 void zinc_notify(zinc_region *r)
 {
 	if (!r)
@@ -86,7 +96,7 @@ int32_t zinc_try_wait(zinc_region *r)
 		return -EINVAL;
 	if (removed(r))
 		return -EIDRM;
-	return consume(r, &seen);
+	return take(r, &seen);
 }
 
 static void deadline_after(struct timespec *ts, uint64_t ns)
@@ -110,8 +120,9 @@ static int spin(zinc_region *r, const struct timespec *spin_end)
 	for (unsigned i = 1;; i++) {
 		if (removed(r))
 			return -EIDRM;
-		if (consume(r, &seen) == 0)
-			return 0;
+		int rc = take(r, &seen);
+		if (rc != -EAGAIN)
+			return rc;
 		cpu_relax();
 		if (i % 64 == 0) {
 			struct timespec now;
@@ -129,8 +140,9 @@ int32_t zinc_wait(zinc_region *r, uint32_t timeout_ms)
 		return -EINVAL;
 	if (removed(r))
 		return -EIDRM;
-	if (consume(r, &seen) == 0)
-		return 0;
+	int rc = take(r, &seen);
+	if (rc != -EAGAIN)
+		return rc;
 	if (timeout_ms == 0)
 		return -ETIMEDOUT;
 
@@ -143,30 +155,27 @@ int32_t zinc_wait(zinc_region *r, uint32_t timeout_ms)
 		deadline_after(&spin_end, r->spin_ns);
 		if (!forever && before(&deadline, &spin_end))
 			spin_end = deadline;
-		int rc = spin(r, &spin_end);
+		rc = spin(r, &spin_end);
 		if (rc != -EAGAIN)
 			return rc;
 	}
 
 	__atomic_fetch_add(&r->ext->waiters, 1, __ATOMIC_SEQ_CST);
-	int rc;
 	for (;;) {
 		if (removed(r)) {
 			rc = -EIDRM;
 			break;
 		}
-		if (consume(r, &seen) == 0) {
-			rc = 0;
+		rc = take(r, &seen);
+		if (rc != -EAGAIN)
 			break;
-		}
 		/* EINTR, EAGAIN and spurious wakes loop; the absolute deadline
 		 * keeps the total timeout exact across them. */
 		rc = futex_wait_until(seq_word(r), seen, forever ? NULL : &deadline);
 		if (rc == -ETIMEDOUT) {
-			if (removed(r))
-				rc = -EIDRM;
-			else if (consume(r, &seen) == 0)
-				rc = 0;
+			int last = removed(r) ? -EIDRM : take(r, &seen);
+			if (last != -EAGAIN)
+				rc = last;
 			break;
 		}
 	}
