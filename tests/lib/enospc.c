@@ -70,7 +70,7 @@ static void test_no_sigbus_when_full(void)
 	zinc_region *r;
 	CHECK_OK(zinc_create("reserved", 64 * page, &r));
 	char filler[PATH_MAX];
-	snprintf(filler, sizeof(filler), "%s/filler", tu_dir);
+	TU_FMT(filler, sizeof(filler), "%s/filler", tu_dir);
 	int fd = open(filler, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
 	CHECK_SYS(fd);
 	char buf[4096];

@@ -52,7 +52,7 @@ static void test_list(void)
 	const char *skip[] = { "zinc_", "zinc_a b", "zinc_a.b", "other",
 			       "zinc", "Zinc_upper" };
 	for (size_t i = 0; i < sizeof(skip) / sizeof(skip[0]); i++) {
-		snprintf(p, sizeof(p), "%s/%s", tu_dir, skip[i]);
+		TU_FMT(p, sizeof(p), "%s/%s", tu_dir, skip[i]);
 		int fd = open(p, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
 		CHECK_SYS(fd);
 		close(fd);
@@ -94,7 +94,7 @@ static void test_list(void)
 	zinc_close(c);
 	CHECK_OK(zinc_unlink("junk"));
 	for (size_t i = 0; i < sizeof(skip) / sizeof(skip[0]); i++) {
-		snprintf(p, sizeof(p), "%s/%s", tu_dir, skip[i]);
+		TU_FMT(p, sizeof(p), "%s/%s", tu_dir, skip[i]);
 		CHECK_SYS(unlink(p));
 	}
 }

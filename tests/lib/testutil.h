@@ -39,8 +39,8 @@
 #define T_SKIP 77
 
 static pid_t tu_main_pid;
-static char tu_dir[256];      /* the private region directory */
-static char tu_mnt[256];      /* a tmpfs we mounted (tu_dir then is it) */
+static char tu_dir[PATH_MAX];      /* the private region directory */
+static char tu_mnt[PATH_MAX];      /* a tmpfs we mounted (tu_dir then is it) */
 static char tu_tmpdir[256];   /* the mkdtemp dir (removed at exit) */
 
 static void tu_cleanup(void);
@@ -271,10 +271,17 @@ static __attribute__((unused)) int tu_mount_tmpfs(const char *size)
 	return 0;
 }
 
+/* snprintf that fails the test instead of truncating. */
+#define TU_FMT(buf, len, ...)                                                  \
+	do {                                                                   \
+		int _n = snprintf((buf), (len), __VA_ARGS__);                  \
+		CHECK(_n >= 0 && (size_t)_n < (size_t)(len));                  \
+	} while (0)
+
 static __attribute__((unused)) void tu_path(const char *name, char *buf,
 					   size_t len)
 {
-	snprintf(buf, len, "%s/" ZINC_OBJECT_PREFIX "%s", tu_dir, name);
+	TU_FMT(buf, len, "%s/" ZINC_OBJECT_PREFIX "%s", tu_dir, name);
 }
 
 /* 1 if the object of NAME exists (lstat), 0 if not. */

@@ -145,11 +145,56 @@ static void test_unlink_not_a_region(void)
 	CHECK(!tu_exists("junk"));
 }
 
+/* A removal is never reported as a notification: waiters that race the
+ * removal (spinning ones check the counter all the time) get -EIDRM, not
+ * 0 for the counter bump that came with it.  Many rounds. */
+struct racer {
+	zinc_region *r;
+	int started;
+	int rc;
+};
+
+static void *spin_wait(void *arg)
+{
+	struct racer *x = arg;
+	__atomic_store_n(&x->started, 1, __ATOMIC_RELEASE);
+	x->rc = zinc_wait(x->r, 10000);
+	return NULL;
+}
+
+static void test_removal_is_not_a_notification(void)
+{
+	int zeros = 0;
+	for (int i = 0; i < 5000; i++) {
+		zinc_region *o, *h;
+		CHECK_OK(zinc_create("race", tu_page(), &o));
+		CHECK_OK(zinc_open("race", &h));
+		CHECK_OK(zinc_set_spin(h, i % 2 ? 1000000 : 20000));
+		struct racer x = { .r = h };
+		pthread_t t;
+		CHECK_EQ(pthread_create(&t, NULL, spin_wait, &x), 0);
+		while (!__atomic_load_n(&x.started, __ATOMIC_ACQUIRE))
+			;
+		CHECK_OK(zinc_unlink("race"));
+		CHECK_EQ(pthread_join(t, NULL), 0);
+		if (x.rc == 0)
+			zeros++;
+		else
+			CHECK_RC(x.rc, -EIDRM);
+		/* try_wait as well: the removal bump is pending for o */
+		CHECK_RC(zinc_try_wait(o), -EIDRM);
+		zinc_close(h);
+		zinc_close(o);
+	}
+	CHECK_EQ(zeros, 0);
+}
+
 int main(void)
 {
 	tu_init();
 	TU_RUN(test_unlink_wakes_waiters);
 	TU_RUN(test_unlink_orphan);
 	TU_RUN(test_unlink_not_a_region);
+	TU_RUN(test_removal_is_not_a_notification);
 	return T_PASS;
 }
