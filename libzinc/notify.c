@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <stdint.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -187,6 +188,12 @@ int32_t zinc_set_spin(zinc_region *r, uint32_t spin_ns)
 {
 	if (!r)
 		return -EINVAL;
+	/* With one CPU to run on, spinning only keeps the notifier from
+	 * running: measured 10x slower than sleeping at once. */
+	cpu_set_t cpus;
+	if (spin_ns && sched_getaffinity(0, sizeof(cpus), &cpus) == 0 &&
+	    CPU_COUNT(&cpus) < 2)
+		spin_ns = 0;
 	r->spin_ns = spin_ns;
 	return 0;
 }

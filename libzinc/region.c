@@ -229,7 +229,7 @@ static struct zinc_region *new_handle(const char *name, const char *path)
 	r->always_wake = always && *always && strcmp(always, "0") != 0;
 	const char *spin = getenv("ZINC_SPIN_NS");
 	if (spin && *spin)
-		r->spin_ns = (uint32_t)strtoul(spin, NULL, 10);
+		zinc_set_spin(r, (uint32_t)strtoul(spin, NULL, 10));
 	return r;
 }
 
