@@ -12,14 +12,22 @@
 
 #define SLACK_MS 60 /* allowed lateness on an idle machine (and ASan) */
 
+/* Never shorter, on every try; not much longer, on one of three tries (a
+ * busy machine may delay any single wake-up). */
 static void check_timeout(zinc_region *r, uint32_t ms)
 {
-	int64_t t0 = tu_now_ns();
-	CHECK_RC(zinc_wait(r, ms), -ETIMEDOUT);
-	int64_t el = tu_now_ns() - t0;
-	printf("  timeout %u ms took %.3f ms\n", ms, el / 1e6);
-	CHECK(el >= (int64_t)ms * 1000000);
-	CHECK(el < ((int64_t)ms + SLACK_MS) * 1000000);
+	int64_t best = INT64_MAX;
+	for (int try = 0; try < 3 && best >= ((int64_t)ms + SLACK_MS) * 1000000;
+	     try++) {
+		int64_t t0 = tu_now_ns();
+		CHECK_RC(zinc_wait(r, ms), -ETIMEDOUT);
+		int64_t el = tu_now_ns() - t0;
+		printf("  timeout %u ms took %.3f ms\n", ms, el / 1e6);
+		CHECK(el >= (int64_t)ms * 1000000);
+		if (el < best)
+			best = el;
+	}
+	CHECK(best < ((int64_t)ms + SLACK_MS) * 1000000);
 }
 
 static void test_accuracy(void)
@@ -75,6 +83,35 @@ static void set_itimer(long us)
 	CHECK_SYS(setitimer(ITIMER_REAL, &it, NULL));
 }
 
+/* One wait of `ms` with a signal every 3 ms: -ETIMEDOUT (never a false 0),
+ * never shorter; the elapsed ns. */
+static int64_t signalled_wait(zinc_region *r, uint32_t ms)
+{
+	alarms = 0;
+	set_itimer(3000);
+	int64_t t0 = tu_now_ns();
+	int rc = zinc_wait(r, ms);
+	int64_t el = tu_now_ns() - t0;
+	set_itimer(0);
+	printf("  timeout %u ms with %d signals: %.3f ms\n", ms, (int)alarms,
+	       el / 1e6);
+	CHECK_RC(rc, -ETIMEDOUT);
+	CHECK(alarms >= 5); /* signals really hit the wait */
+	CHECK(el >= (int64_t)ms * 1000000);
+	return el;
+}
+
+static void check_timeout_signals(zinc_region *r, uint32_t ms)
+{
+	int64_t best = INT64_MAX, limit = ((int64_t)ms + SLACK_MS) * 1000000;
+	for (int try = 0; try < 3 && best >= limit; try++) {
+		int64_t el = signalled_wait(r, ms);
+		if (el < best)
+			best = el;
+	}
+	CHECK(best < limit);
+}
+
 static void test_signals_during_wait(void)
 {
 	struct sigaction sa = { 0 }, old;
@@ -85,21 +122,8 @@ static void test_signals_during_wait(void)
 	zinc_region *r;
 	CHECK_OK(zinc_create("sig", tu_page(), &r));
 
-	uint32_t tmo[] = { 50, 200 };
-	for (int i = 0; i < 2; i++) {
-		alarms = 0;
-		set_itimer(3000); /* a signal every 3 ms */
-		int64_t t0 = tu_now_ns();
-		int rc = zinc_wait(r, tmo[i]);
-		int64_t el = tu_now_ns() - t0;
-		set_itimer(0);
-		printf("  timeout %u ms with %d signals: %.3f ms\n", tmo[i],
-		       (int)alarms, el / 1e6);
-		CHECK_RC(rc, -ETIMEDOUT); /* never a false 0 */
-		CHECK(alarms >= 5);       /* signals really hit the wait */
-		CHECK(el >= (int64_t)tmo[i] * 1000000);
-		CHECK(el < ((int64_t)tmo[i] + SLACK_MS) * 1000000);
-	}
+	check_timeout_signals(r, 50);
+	check_timeout_signals(r, 200);
 	CHECK_EQ(tu_waiters(r), 0);
 
 	/* A single signal at the very start of a long wait. */
