@@ -217,6 +217,38 @@ def kill_tree(p, sig=signal.SIGKILL):
         pass
 
 
+def read_line(p, timeout=10.0):
+    """Next line of a child's stdout (opened with stdout=PIPE), or fail."""
+    buf = getattr(p, "_linebuf", b"")
+    deadline = time.monotonic() + timeout * SLOW
+    fd = p.stdout.fileno()
+    while b"\n" not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            p._linebuf = buf
+            raise AssertionError(f"no line from {p.args} in {timeout}s (got {buf!r})")
+        r, _, _ = select.select([fd], [], [], left)
+        if r:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                p._linebuf = buf
+                raise AssertionError(f"{p.args} closed stdout (rc {p.poll()}), got {buf!r}")
+            buf += chunk
+    line, p._linebuf = buf.split(b"\n", 1)
+    return line.decode(errors="replace")
+
+
+def finish(p, timeout=10.0):
+    """Wait for a child; return (rc, rest of stdout, stderr) as text."""
+    try:
+        out, err = p.communicate(timeout=timeout * SLOW)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"{p.args} still running after {timeout}s")
+    out = getattr(p, "_linebuf", b"") + (out or b"")
+    dec = lambda b: b.decode(errors="replace") if isinstance(b, bytes) else (b or "")
+    return p.returncode, dec(out), dec(err)
+
+
 class ZincError(Exception):
     def __init__(self, err, msg):
         super().__init__(f"{errno.errorcode.get(err, err)}: {msg}")
