@@ -149,6 +149,16 @@ static void check_created_bytes(const char *name, uint64_t want_hash,
 	CHECK_EQ(rd64(b, 0), ZINC_MAGIC);
 	CHECK_EQ(rd64(b, 16), pages * page);
 
+	/* zinc_capacity is the handle's own: a scribbled header field does
+	 * not change it (nor make any handle reach past the mapping). */
+	uint64_t saved = tu_hdr(r)->capacity;
+	tu_hdr(r)->capacity = saved * 1000;
+	CHECK_EQ(zinc_capacity(r), pages * page);
+	struct zinc_info info;
+	CHECK_OK(zinc_handle_stat(r, &info));
+	CHECK_EQ(info.capacity, pages * page);
+	tu_hdr(r)->capacity = saved;
+
 	close(fd);
 	zinc_close(r);
 	CHECK(!tu_exists(name));

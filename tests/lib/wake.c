@@ -199,6 +199,74 @@ static void test_shared_handle_threads(void)
 	zinc_close(owner);
 }
 
+/* Waiting on several regions at once: zinc_watch + futex_waitv(2) on the
+ * zinc_futex_word()s (shared FUTEX_32), as an event loop would. */
+#ifndef SYS_futex_waitv
+#define SYS_futex_waitv 449
+#endif
+struct tu_futex_waitv {
+	uint64_t val;
+	uint64_t uaddr;
+	uint32_t flags;
+	uint32_t reserved;
+};
+#define TU_FUTEX_32 2
+
+static void test_watch_many_regions(void)
+{
+	zinc_region *a, *b;
+	CHECK_OK(zinc_create("wa", tu_page(), &a));
+	CHECK_OK(zinc_create("wb", tu_page(), &b));
+	int ready[2];
+	tu_pipe(ready);
+	pid_t pid = tu_fork();
+	if (pid == 0) {
+		zinc_region *h[2];
+		CHECK_OK(zinc_open("wa", &h[0]));
+		CHECK_OK(zinc_open("wb", &h[1]));
+		CHECK_OK(zinc_watch(h[0], 1));
+		CHECK_OK(zinc_watch(h[1], 1));
+		struct tu_futex_waitv w[2];
+		for (int i = 0; i < 2; i++) {
+			w[i] = (struct tu_futex_waitv){
+				.val = zinc_seq(h[i]),
+				.uaddr = (uintptr_t)zinc_futex_word(h[i]),
+				.flags = TU_FUTEX_32, /* shared: no PRIVATE flag */
+			};
+		}
+		tu_put(ready[1], 'w');
+		struct timespec to;
+		clock_gettime(CLOCK_MONOTONIC, &to);
+		to.tv_sec += 20;
+		long rc = syscall(SYS_futex_waitv, w, 2, 0, &to, CLOCK_MONOTONIC);
+		if (rc < 0 && errno == ENOSYS)
+			_exit(T_SKIP);
+		CHECK_EQ(rc, 1); /* woken through the second word */
+		CHECK_RC(zinc_try_wait(h[0]), -EAGAIN);
+		CHECK_OK(zinc_try_wait(h[1]));
+		zinc_close(h[0]);
+		zinc_close(h[1]);
+		_exit(0);
+	}
+	CHECK_GET(ready[0], 'w');
+	CHECK_ASLEEP(pid);
+	CHECK_EQ(tu_waiters(a), 1);
+	CHECK_EQ(tu_waiters(b), 1);
+	zinc_notify(b);
+	int st = tu_wait_exit(pid, 30000);
+	if (st == T_SKIP)
+		fprintf(stderr, "  futex_waitv not supported: skipped\n");
+	else
+		CHECK_EQ(st, 0);
+	/* the watcher closed: not counted any more */
+	CHECK_EQ(tu_waiters(a), 0);
+	CHECK_EQ(tu_waiters(b), 0);
+	zinc_close(a);
+	zinc_close(b);
+	close(ready[0]);
+	close(ready[1]);
+}
+
 int main(void)
 {
 	tu_init();
@@ -207,5 +275,6 @@ int main(void)
 	TU_RUN(test_forever);
 	TU_RUN(test_many_waiters);
 	TU_RUN(test_shared_handle_threads);
+	TU_RUN(test_watch_many_regions);
 	return T_PASS;
 }
