@@ -563,6 +563,8 @@ int32_t zinc_stat(const char *name, struct zinc_info *info)
 
 const char *zinc_strerror(int err)
 {
+	if (err == INT_MIN)
+		return "Unknown error"; /* -INT_MIN would overflow */
 	if (err < 0)
 		err = -err;
 	switch (err) {
