@@ -190,6 +190,17 @@ def mountinfo_has(path):
     return None
 
 
+def mounts_under(base):
+    """Mount points at or below base, deepest first."""
+    base = str(base)
+    out = []
+    for line in (_read("/proc/self/mountinfo") or "").splitlines():
+        mp = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+        if mp == base or mp.startswith(base + "/"):
+            out.append(mp)
+    return sorted(out, key=len, reverse=True)
+
+
 def run(args, timeout=10, **kw):
     kw.setdefault("stdout", subprocess.PIPE)
     kw.setdefault("stderr", subprocess.PIPE)
@@ -479,7 +490,7 @@ class ZincFS:
     def check_logs(self):
         for path, _ in self._logs:
             for line in Path(path).read_text(errors="replace").splitlines():
-                bad = "error:" in line or SANITIZER_RE.search(line)
+                bad = re.search(r"(^|zincfs: )error:", line) or SANITIZER_RE.search(line)
                 if bad and not any(r.search(line) for r in self.expected_logs):
                     self.problems.append(f"unexpected daemon log line: {line}")
 
@@ -529,11 +540,11 @@ def _teardown(z, base, shm_before):
     step(leftovers)
 
     def unmount_tmpfs():
-        for d in (z.mnt, z.shm):
-            if mountinfo_has(d):
-                r = run(["umount", str(d)])
-                if r.returncode:
-                    run(["umount", "-l", str(d)])
+        for d in mounts_under(base):
+            if Path(d) not in (z.mnt, z.shm):
+                errors.append(f"test left a mount on {d}")
+            if run(["umount", d]).returncode:
+                run(["umount", "-l", d])
         shutil.rmtree(base, ignore_errors=True)
 
     step(unmount_tmpfs)
