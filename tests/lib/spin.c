@@ -3,9 +3,11 @@
  * The opt-in spin (zinc_set_spin / ZINC_SPIN_NS): a waiter notified during
  * its spin returns 0 without ever sleeping or announcing itself (so the
  * notifier made no wake call); the spin is bounded by the timeout; after
- * the spin it sleeps and is woken normally; -EIDRM ends a spin.
+ * the spin it sleeps and is woken normally; -EIDRM ends a spin; and a
+ * waiter that may run on one CPU only never spins.
  * Runs alone: it measures time and burns a CPU.
  */
+#include <sched.h>
 #include "testutil.h"
 
 #define LONG_SPIN_NS 2000000000u /* 2 s */
@@ -175,14 +177,67 @@ static void test_spin_off_sleeps(void)
 	zinc_close(r);
 }
 
+/* With one CPU to run on, spinning would only keep the notifier off it:
+ * zinc_set_spin (and ZINC_SPIN_NS) then set no spin, and the waiter goes
+ * to sleep at once. */
+static void test_single_cpu_no_spin(void)
+{
+	zinc_region *r;
+	CHECK_OK(zinc_create("onecpu", tu_page(), &r));
+	cpu_set_t mine;
+	CHECK_SYS(sched_getaffinity(0, sizeof(mine), &mine));
+	int cpu = 0;
+	while (!CPU_ISSET(cpu, &mine))
+		cpu++;
+	for (int env = 0; env < 2; env++) {
+		int ready[2];
+		tu_pipe(ready);
+		pid_t pid = tu_fork();
+		if (pid == 0) {
+			cpu_set_t one;
+			CPU_ZERO(&one);
+			CPU_SET(cpu, &one);
+			CHECK_SYS(sched_setaffinity(0, sizeof(one), &one));
+			if (env)
+				setenv("ZINC_SPIN_NS", "2000000000", 1);
+			zinc_region *h;
+			CHECK_OK(zinc_open("onecpu", &h));
+			zinc_try_wait(h); /* what earlier rounds sent */
+			if (!env)
+				CHECK_OK(zinc_set_spin(h, LONG_SPIN_NS));
+			tu_put(ready[1], 'r');
+			CHECK_OK(zinc_wait(h, 20000));
+			zinc_close(h);
+			_exit(0);
+		}
+		CHECK_GET(ready[0], 'r');
+		int64_t t0 = tu_now_ms();
+		CHECK_ASLEEP(pid);
+		CHECK(tu_now_ms() - t0 < 1000); /* not a 2 s spin */
+		CHECK_EQ(tu_waiters(r), 1);
+		zinc_notify(r);
+		CHECK_CHILD_OK(pid);
+		close(ready[0]);
+		close(ready[1]);
+	}
+	zinc_close(r);
+}
+
 int main(void)
 {
 	tu_init();
+	TU_RUN(test_single_cpu_no_spin);
+	TU_RUN(test_spin_off_sleeps);
+	TU_RUN(test_sleep_after_spin);
+	cpu_set_t cpus;
+	CHECK_SYS(sched_getaffinity(0, sizeof(cpus), &cpus));
+	if (CPU_COUNT(&cpus) < 2) {
+		printf("only one CPU: libzinc never spins, spin tests skipped\n");
+		return T_PASS;
+	}
 	TU_RUN(test_notified_during_spin);
 	TU_RUN(test_spin_from_env);
 	TU_RUN(test_spin_bounded_by_timeout);
-	TU_RUN(test_sleep_after_spin);
 	TU_RUN(test_spin_idrm);
-	TU_RUN(test_spin_off_sleeps);
 	return T_PASS;
 }
