@@ -24,5 +24,9 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	meson test -C build-asan --print-errorlogs
 
-echo "== zincfs and zinc tool tests (pytest)"
-ZINC_BUILD_DIR="$ROOT/build" $PYTEST -q -p no:cacheprovider tests/zincfs tests/cli
+# One pytest run per suite: each has its own conftest.py.
+export ZINC_BUILD_DIR="$ROOT/build"
+echo "== zinc tool tests (pytest)"
+$PYTEST -q -p no:cacheprovider tests/cli
+echo "== zincfs tests (pytest)"
+$PYTEST -q -p no:cacheprovider tests/zincfs
