@@ -20,7 +20,9 @@
 extern "C" {
 #endif
 
-/* Opaque handle; ABI-identical to zinc-core's `void *`. */
+/* Opaque handle; ABI-identical to zinc-core's `void *`.  A handle belongs to
+ * the process that opened it: a child forked without exec must open its own
+ * (it shares the parent's locks), and handles close on exec. */
 typedef struct zinc_region zinc_region;
 
 #define ZINC_NAME_MAX 250            /* bytes of [A-Za-z0-9_-] */
