@@ -57,11 +57,22 @@ void zfs_log(int level, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* libfuse sometimes builds one line from several calls: collect until the
+ * newline. */
 static void fuse_log_to_ours(enum fuse_log_level level, const char *fmt, va_list ap)
 {
-	vlog(level <= FUSE_LOG_ERR ? LOG_ERR_ : level == FUSE_LOG_WARNING ? LOG_WARN_
-									  : LOG_INFO_,
-	     fmt, ap);
+	static __thread char line[2048];
+	static __thread size_t len;
+	int lvl = level <= FUSE_LOG_ERR ? LOG_ERR_
+		  : level == FUSE_LOG_WARNING ? LOG_WARN_ : LOG_INFO_;
+	int n = vsnprintf(line + len, sizeof(line) - len, fmt, ap);
+	if (n > 0)
+		len += (size_t)n < sizeof(line) - len ? (size_t)n : sizeof(line) - len - 1;
+	if (len && line[len - 1] != '\n' && len < sizeof(line) - 1)
+		return;
+	zfs_log(lvl, "%s", line);
+	len = 0;
+	line[0] = '\0';
 }
 
 /* ---- options ---- */
@@ -304,7 +315,8 @@ int main(int argc, char **argv)
 	} else {
 		struct fuse_loop_config *cfg = fuse_loop_cfg_create();
 		fuse_loop_cfg_set_clone_fd(cfg, (unsigned)opts.clone_fd);
-		fuse_loop_cfg_set_idle_threads(cfg, opts.max_idle_threads);
+		if (opts.max_idle_threads != UINT_MAX)
+			fuse_loop_cfg_set_idle_threads(cfg, opts.max_idle_threads);
 		fuse_loop_cfg_set_max_threads(cfg, opts.max_threads);
 		rc = fuse_session_loop_mt(zfs_se, cfg);
 		fuse_loop_cfg_destroy(cfg);

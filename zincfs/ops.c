@@ -14,7 +14,12 @@
 
 #define TIMEOUT 1.0 /* entries and attributes; inotify invalidates sooner */
 
-static int data_direct_io; /* libfuse >= 3.16: direct_io with shared mmap */
+static int data_direct_io;
+
+/* An open NAME.notify file. */
+struct nfile {
+	int used; /* wrote at least once */
+}; /* libfuse >= 3.16: direct_io with shared mmap */
 
 static void zfs_init(void *userdata, struct fuse_conn_info *conn)
 {
@@ -162,17 +167,12 @@ static void zfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		return;
 	}
 	int kind = INO_KIND(ino), rc = 0;
-	const int times = FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
-			  FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW;
 	if (kind == K_DATA) {
 		rc = set_data_attrs(r, attr, to_set, fi);
 	} else if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
 		rc = -EPERM; /* control files follow the data file */
-	} else if (kind == K_NOTIFY && (to_set & times)) {
-		job_notify(req, r, 0, 1); /* `touch NAME.notify` notifies */
-		region_put(r);
-		return;
 	}
+	/* Times on .notify are ignored: `touch` notifies when it closes. */
 	if (rc)
 		fuse_reply_err(req, -rc);
 	else
@@ -202,6 +202,13 @@ static void zfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	} else if (kind == K_NOTIFY) {
 		if (acc != O_WRONLY)
 			goto denied;
+		struct nfile *nf = calloc(1, sizeof(*nf));
+		if (!nf) {
+			fuse_reply_err(req, ENOMEM);
+			region_put(r);
+			return;
+		}
+		fi->fh = (uintptr_t)nf;
 		LOCK();
 		region_opened_locked(r, K_NOTIFY);
 		UNLOCK();
@@ -221,6 +228,7 @@ static void zfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		if (kind == K_WAIT) {
 			wfile_release((struct wfile *)(uintptr_t)fi->fh);
 		} else {
+			free((struct nfile *)(uintptr_t)fi->fh);
 			LOCK();
 			region_closed_locked(r, kind);
 			UNLOCK();
@@ -239,14 +247,30 @@ static void zfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	int kind = INO_KIND(ino);
 	if (kind == K_WAIT) {
 		wfile_release((struct wfile *)(uintptr_t)fi->fh);
-	} else {
-		struct region *r = region_get(ino);
-		if (r) {
-			LOCK();
-			region_closed_locked(r, kind);
-			region_put_locked(r);
-			UNLOCK();
+		fuse_reply_err(req, 0);
+		return;
+	}
+	/*
+	 * A write of zero bytes never reaches a FUSE daemon, so
+	 * `echo -n "" > X.notify` and `touch X.notify` are an open and a
+	 * close: an open .notify file closed without any write notifies once,
+	 * at its last close (release; flush would count dup2+close of shell
+	 * redirections).
+	 */
+	struct nfile *nf = (struct nfile *)(uintptr_t)fi->fh; /* NULL for data */
+	int notify = nf && !nf->used;
+	free(nf);
+	struct region *r = region_get(ino);
+	if (r) {
+		LOCK();
+		region_closed_locked(r, kind);
+		UNLOCK();
+		if (notify) {
+			job_notify(req, r, 0, 1); /* replies when done */
+			region_put(r);
+			return;
 		}
+		region_put(r);
 	}
 	fuse_reply_err(req, 0);
 }
@@ -291,7 +315,6 @@ static void zfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void zfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		      off_t off, struct fuse_file_info *fi)
 {
-	(void)fi;
 	int kind = INO_KIND(ino);
 	if (kind == K_WAIT) {
 		fuse_reply_err(req, EBADF);
@@ -303,6 +326,8 @@ static void zfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
 		return;
 	}
 	if (kind == K_NOTIFY) {
+		struct nfile *nf = (struct nfile *)(uintptr_t)fi->fh;
+		__atomic_store_n(&nf->used, 1, __ATOMIC_RELAXED); /* see release */
 		job_notify(req, r, size, 0); /* every write is one notify */
 	} else {
 		uint64_t cap = zinc_capacity(r->h);
@@ -639,7 +664,11 @@ static void zfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_
 	}
 	volatile int rc;
 	GUARDED(rc = zinc_handle_stat(r->h, &info), rc = -EIO);
-	region_put(r);
+	LOCK();
+	if (rc == -EIO)
+		region_check_locked(r); /* truncated underneath */
+	region_put_locked(r);
+	UNLOCK();
 	if (rc) {
 		fuse_reply_err(req, -rc);
 		return;

@@ -200,7 +200,7 @@ void watch_update_locked(struct region *r)
 
 /* ---- control thread ---- */
 
-enum { J_NOTIFY, J_SETATTR, J_DELETE };
+enum { J_NOTIFY, J_CLOSE, J_DELETE };
 
 struct job {
 	int type;
@@ -231,7 +231,7 @@ static void job_push(struct job *j)
 	}
 }
 
-void job_notify(fuse_req_t req, struct region *r, size_t size, int setattr)
+void job_notify(fuse_req_t req, struct region *r, size_t size, int close)
 {
 	struct job *j = calloc(1, sizeof(*j));
 	if (!j) {
@@ -241,7 +241,7 @@ void job_notify(fuse_req_t req, struct region *r, size_t size, int setattr)
 	LOCK();
 	r->refs++;
 	UNLOCK();
-	j->type = setattr ? J_SETATTR : J_NOTIFY;
+	j->type = close ? J_CLOSE : J_NOTIFY;
 	j->req = req;
 	j->r = r;
 	j->size = size;
@@ -288,7 +288,7 @@ static void run_job(struct job *j)
 	else if (j->type == J_NOTIFY)
 		fuse_reply_write(j->req, j->size);
 	else
-		reply_attr_of(j->req, r, K_NOTIFY);
+		fuse_reply_err(j->req, 0);
 	region_put(r);
 }
 
@@ -332,8 +332,9 @@ static void on_dir_event(const struct inotify_event *e)
 	uint64_t slot = 0;
 	LOCK();
 	struct region *r = region_by_name_locked(name);
-	if (r && (e->mask & (IN_DELETE | IN_MOVED_FROM | IN_CREATE | IN_MOVED_TO)))
-		region_check_locked(r); /* gone if the name no longer is r */
+	if (r && (e->mask & (IN_DELETE | IN_MOVED_FROM | IN_CREATE | IN_MOVED_TO |
+			     IN_MODIFY)))
+		region_check_locked(r); /* gone if replaced or truncated */
 	else if (r && (e->mask & IN_ATTRIB))
 		slot = r->slot;
 	UNLOCK();
@@ -382,7 +383,7 @@ int watcher_start(void)
 	}
 	if (inotify_add_watch(ino_fd, zfs_cfg.shm_dir,
 			      IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO |
-			      IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF |
+			      IN_ATTRIB | IN_MODIFY | IN_DELETE_SELF | IN_MOVE_SELF |
 			      IN_ONLYDIR) < 0) {
 		log_error("cannot watch %s: %s", zfs_cfg.shm_dir, strerror(errno));
 		return -1;

@@ -154,8 +154,9 @@ int watcher_stop(void);
 /* Watch r's counter while it has open files and is not gone. */
 void watch_update_locked(struct region *r);
 void watch_del_locked(struct region *r);
-/* Deferred notify: inval data, zinc_notify, then reply. */
-void job_notify(fuse_req_t req, struct region *r, size_t size, int setattr);
+/* Deferred notify: inval data, zinc_notify, then reply to the write
+ * (size bytes) or, with close, to the release. */
+void job_notify(fuse_req_t req, struct region *r, size_t size, int close);
 /* Drop the kernel's entries for a removed region. */
 void job_delete_entries(const char *name, uint64_t slot);
 
