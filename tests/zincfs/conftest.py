@@ -143,22 +143,55 @@ def wchan(pid, tid=None):
     return s.strip().split(".")[0]
 
 
-def is_blocked(pid, kind, tid=None):
-    """True if the task sleeps (state S) in a wait of the given kind."""
+# read(2)-family syscall numbers: a "fuse" block must be a read, not e.g.
+# a LOOKUP during open() that the daemon has not answered yet.
+READ_SYSCALLS = {"x86_64": {0, 17, 19, 295, 327},
+                 "aarch64": {63, 65, 67, 69, 286}}.get(os.uname().machine)
+
+
+def current_syscall(pid, tid=None):
+    """(nr, first argument) from /proc/PID/syscall, or None."""
+    s = _read(f"/proc/{pid}/task/{tid}/syscall" if tid else f"/proc/{pid}/syscall")
+    if not s or s.startswith("running"):
+        return None
+    f = s.split()
+    try:
+        return int(f[0]), int(f[1], 16)
+    except (ValueError, IndexError):
+        return None
+
+
+def is_blocked(pid, kind, tid=None, path=None):
+    """True if the task sleeps (state S) in a wait of the given kind; for
+    "fuse", in a read() (on path, if given) waiting for zincfs's answer."""
     wset = {"fuse": FUSE_WCHANS, "futex": FUTEX_WCHANS, "poll": POLL_WCHANS}[kind]
-    return proc_state(pid, tid) == "S" and wchan(pid, tid) in wset
+    if proc_state(pid, tid) != "S" or wchan(pid, tid) not in wset:
+        return False
+    if kind == "fuse":
+        sc = current_syscall(pid, tid)
+        if not sc or (READ_SYSCALLS is not None and sc[0] not in READ_SYSCALLS):
+            return False
+        if path is not None:
+            try:
+                return os.readlink(f"/proc/{pid}/fd/{sc[1]}") == str(path)
+            except OSError:
+                return False
+    return True
 
 
-def wait_blocked(pid, kind, timeout=5.0, tid=None):
-    """Prove that pid (or its thread tid) is blocked in a FUSE request,
-    a futex wait or a poll, not just 'started a while ago'."""
+def wait_blocked(pid, kind, timeout=5.0, tid=None, path=None):
+    """Prove that pid (or its thread tid) is blocked in a FUSE read, a futex
+    wait or a poll, not just 'started a while ago'."""
     def blocked():
         if proc_state(pid, tid) in (None, "Z", "X"):
             raise AssertionError(f"process {pid} exited while we waited for it to block")
-        return is_blocked(pid, kind, tid)
-    wait_until(blocked, timeout,
-               f"pid {pid} to block in {kind} (state {proc_state(pid, tid)}, "
-               f"wchan {wchan(pid, tid)})")
+        return is_blocked(pid, kind, tid, path)
+
+    class Why:  # evaluated only when the wait fails
+        def __str__(self):
+            return (f"pid {pid} to block in {kind} (state {proc_state(pid, tid)}, "
+                    f"wchan {wchan(pid, tid)}, syscall {current_syscall(pid, tid)})")
+    wait_until(blocked, timeout, Why())
 
 
 def count_blocked_tasks(pid, kind):
