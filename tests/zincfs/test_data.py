@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import PAGE, run, wait_blocked
+from conftest import PAGE, read_line, run, wait_blocked, wait_until
 
 
 def pattern(n, seed=0):
@@ -208,4 +208,31 @@ def test_mount_created_region_mmap_roundtrip(zfs):
     finally:
         os.close(wfd)
         os.close(fd)
+    z.exit()
+
+
+def test_inotifywait_sees_changes_through_the_mount(zfs):
+    z = zfs.zinc().create("watched", PAGE)
+    wait_until(lambda: "watched" in zfs.names(), 1.0)
+    iw = zfs.spawn(["inotifywait", "-m", "-e", "modify,close_write,create,delete",
+                    "--format", "%e %f", str(zfs.mnt)],
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # inotifywait says so on stderr once its watches are in place
+    err = b""
+    while b"Watches established" not in err:
+        chunk = os.read(iw.stderr.fileno(), 4096)
+        assert chunk, f"inotifywait failed: {err!r}"
+        err += chunk
+    def events_until(last):
+        seen = []
+        while last not in seen:
+            seen.append(read_line(iw, 5))
+        return seen
+    assert zfs.sh("echo hi > watched").returncode == 0
+    assert "MODIFY watched" in events_until("CLOSE_WRITE,CLOSE watched")
+    assert zfs.sh("touch fresh").returncode == 0
+    events_until("CREATE fresh")
+    assert zfs.sh("rm fresh").returncode == 0
+    events_until("DELETE fresh")
+    assert z.read(0, 3) == b"hi\n"
     z.exit()
