@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -291,6 +292,11 @@ int main(int argc, char **argv)
 	zfs_se = fuse_session_new(&args, &zfs_ops, sizeof(zfs_ops), NULL);
 	if (!zfs_se)
 		goto out_args; /* libfuse said why */
+	/* A shell's background job starts with SIGINT ignored, and libfuse
+	 * only takes over signals that are at their default: SIGINT and
+	 * SIGTERM must end zincfs cleanly however it was started. */
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
 	if (fuse_set_signal_handlers(zfs_se) != 0)
 		goto out_session;
 	if (fuse_session_mount(zfs_se, opts.mountpoint) != 0) {
