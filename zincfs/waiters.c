@@ -51,16 +51,26 @@ static void pending_unlink(struct pending *p)
 
 static int ready(const struct wfile *wf)
 {
-	return (int32_t)(wf->r->done_seq - wf->cursor) > 0;
+	return wf->text_off < wf->text_len ||
+	       (int32_t)(wf->r->done_seq - wf->cursor) > 0;
 }
 
-/* Consume: move the cursor and answer with the counter as text. */
+/* Answer with the rest of the last line if a short read left some (dash's
+ * `read` takes one byte at a time), else consume: move the cursor and
+ * answer with the counter as text. */
 static void answer(fuse_req_t req, struct wfile *wf, size_t size)
 {
-	char buf[16];
-	wf->cursor = wf->r->done_seq;
-	int n = snprintf(buf, sizeof(buf), "%u\n", wf->cursor);
-	fuse_reply_buf(req, buf, (size_t)n < size ? (size_t)n : size);
+	if (wf->text_off >= wf->text_len) {
+		wf->cursor = wf->r->done_seq;
+		wf->text_len = (uint8_t)snprintf(wf->text, sizeof(wf->text), "%u\n",
+						 wf->cursor);
+		wf->text_off = 0;
+	}
+	size_t n = (size_t)(wf->text_len - wf->text_off);
+	if (size < n)
+		n = size;
+	fuse_reply_buf(req, wf->text + wf->text_off, n);
+	wf->text_off = (uint8_t)(wf->text_off + n);
 }
 
 struct wfile *wfile_open(struct region *r)
@@ -133,7 +143,7 @@ void wait_read(fuse_req_t req, struct wfile *wf, size_t size, int nonblock)
 	fuse_req_interrupt_func(req, on_interrupt, NULL);
 	LOCK();
 	int err = 0;
-	if (wf->r->gone)
+	if (wf->r->gone && wf->text_off >= wf->text_len)
 		err = EIDRM;
 	else if (ready(wf)) {
 		answer(req, wf, size);

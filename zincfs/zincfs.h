@@ -132,6 +132,8 @@ void region_slot_ino(const char *name, fuse_ino_t *base);
 struct wfile {
 	struct region *r;
 	uint32_t cursor;
+	char text[16];          /* the last answer, for readers of few bytes */
+	uint8_t text_off, text_len;
 	struct fuse_pollhandle *ph;
 	struct wfile *prev, *next;
 };
