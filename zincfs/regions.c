@@ -517,12 +517,12 @@ int region_resize_locked(struct region *r, uint64_t size, int self_opens)
 	rc = zinc_unlink(r->name);
 	if (rc)
 		return rc;
-	rc = zinc_create(r->name, size, &nh);
-	if (rc) {
+	int err = zinc_create(r->name, size, &nh);
+	if (err) {
 		/* Put a region of the old size back if we can. */
 		if (zinc_create(r->name, zinc_capacity(r->h), &nh)) {
 			region_gone_locked(r, "lost while resizing");
-			return rc;
+			return err;
 		}
 	}
 	if (fchown(zinc_fd(nh), st.st_uid, st.st_gid) < 0 ||
@@ -539,10 +539,12 @@ int region_resize_locked(struct region *r, uint64_t size, int self_opens)
 		r->ino = nst.st_ino;
 	}
 	for (struct wfile *wf = r->wfiles; wf; wf = wf->next)
-		wf->cursor = 0;
+		wf->cursor = wf->text_off = wf->text_len = 0;
 	watch_update_locked(r);
-	log_info("region %s: resized to %llu bytes", r->name, (unsigned long long)size);
-	return rc ? rc : 0;
+	if (!err)
+		log_info("region %s: resized to %llu bytes", r->name,
+			 (unsigned long long)size);
+	return err;
 }
 
 /* After an inotify overflow: re-check every named region. */
