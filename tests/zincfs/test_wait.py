@@ -27,8 +27,8 @@ def spawn_reader(zfs, script):
 def read_soon(fd, timeout=1.0):
     """Non-blocking read of a .wait fd after a libzinc zinc_notify(): zincfs
     sees those through its watcher (and invalidates the data file's cache
-    first), so allow it a moment.  Notifications through the mount are
-    checked without this grace."""
+    first), so allow it a moment.  (Notifications through the mount must be
+    visible when write() returns: test_notify_visible_when_write_returns.)"""
     def attempt():
         try:
             return os.read(fd, 64)
@@ -149,7 +149,7 @@ def test_nonblocking_eagain(zfs):
             os.read(fd, 64)
         assert e.value.errno == errno.EAGAIN
         assert zfs.sh("echo > r.notify").returncode == 0
-        assert os.read(fd, 64) == b"3\n"
+        assert read_soon(fd) == b"3\n"  # strict version: test below
         with pytest.raises(BlockingIOError):
             os.read(fd, 64)
         z.notify()
@@ -158,6 +158,37 @@ def test_nonblocking_eagain(zfs):
             os.read(fd, 64)
     finally:
         os.close(fd)
+    z.exit()
+
+
+def test_notify_visible_when_write_returns(zfs):
+    """Once write() on NAME.notify returned, the notification is made, so an
+    O_NONBLOCK read of NAME.wait must not say EAGAIN ("nothing pending"),
+    and poll() must report POLLIN at once."""
+    z = zfs.zinc().create("r", PAGE)
+    fd = os.open(zfs.path("r.wait"), os.O_RDONLY | os.O_NONBLOCK)
+    nfd = os.open(zfs.path("r.notify"), os.O_WRONLY)
+    p = select.poll()
+    p.register(fd, select.POLLIN)
+    misses = []
+    try:
+        for i in range(1, 301):
+            os.write(nfd, b"x")
+            try:
+                got = os.read(fd, 64)
+            except BlockingIOError:
+                misses.append(f"read after notify {i}: EAGAIN")
+                got = read_soon(fd)
+            assert got == f"{i}\n".encode()
+        for i in range(301, 601):
+            os.write(nfd, b"x")
+            if not p.poll(0):
+                misses.append(f"poll after notify {i}: no POLLIN")
+            assert read_soon(fd) == f"{i}\n".encode()
+    finally:
+        os.close(nfd)
+        os.close(fd)
+    assert not misses, f"{len(misses)} misses: {misses[:5]}"
     z.exit()
 
 
@@ -221,7 +252,7 @@ def test_lseek_succeeds_and_is_ignored(zfs):
         assert read_soon(fd) == b"12\n"  # whole value despite the offset
         os.lseek(fd, 1, os.SEEK_SET)
         assert zfs.sh("echo > r.notify").returncode == 0
-        assert os.pread(fd, 64, 5) == b"13\n"
+        assert read_soon(fd) == b"13\n"
     finally:
         os.close(fd)
     z.exit()
