@@ -69,12 +69,13 @@ static void test_zero_never_blocks(void)
 	zinc_close(r);
 }
 
-static volatile sig_atomic_t alarms;
+/* Read by a notifier thread too: atomic, not just volatile. */
+static int alarms;
 
 static void on_alarm(int sig)
 {
 	(void)sig;
-	alarms++;
+	__atomic_fetch_add(&alarms, 1, __ATOMIC_SEQ_CST);
 }
 
 static void set_itimer(long us)
@@ -151,7 +152,7 @@ static void *notify_when_asleep(void *arg)
 {
 	struct notifier *n = arg;
 	/* let a few signals hit the wait first, then notify once asleep */
-	while (alarms < 5)
+	while (__atomic_load_n(&alarms, __ATOMIC_SEQ_CST) < 5)
 		tu_pause_us(500);
 	CHECK(tu_wait_futex_sleep(getpid(), n->waiter_tid, 10000));
 	zinc_notify(n->r);
@@ -174,9 +175,9 @@ static void test_signals_then_notify(void)
 	pthread_sigmask(SIG_BLOCK, &block, NULL);
 	struct notifier nt = { .r = n, .waiter_tid = tu_gettid() };
 	pthread_t t;
+	alarms = 0; /* before the notifier starts counting them */
 	CHECK_EQ(pthread_create(&t, NULL, notify_when_asleep, &nt), 0);
 	pthread_sigmask(SIG_UNBLOCK, &block, NULL);
-	alarms = 0;
 	set_itimer(2000);
 	int64_t t0 = tu_now_ns();
 	int rc = zinc_wait(r, 10000);
