@@ -71,7 +71,7 @@ SANITIZER_RE = re.compile(
 
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "zincfs(*opts, start=True): extra -o options for the zfs fixture "
+        "markers", "zincfs(*opts, start=True): extra -o options (or -flags) for the zfs fixture "
         "(start=False: do not mount; call zfs.start())")
 
 
@@ -396,8 +396,11 @@ class ZincFS:
 
     # -- daemon lifecycle
     def cmdline(self, extra_opts=()):
-        opts = [f"shm_dir={self.shm}"] + self.opts + list(extra_opts)
-        return WRAPPER + [str(ZINCFS), "-f", "-o", ",".join(opts), str(self.mnt)]
+        """Marker/extra options starting with '-' are flags (e.g. -s)."""
+        every = self.opts + list(extra_opts)
+        flags = [o for o in every if o.startswith("-")]
+        opts = [f"shm_dir={self.shm}"] + [o for o in every if not o.startswith("-")]
+        return WRAPPER + [str(ZINCFS), "-f", *flags, "-o", ",".join(opts), str(self.mnt)]
 
     def start(self, extra_opts=()):
         assert ZINCFS.exists(), f"{ZINCFS} not built"

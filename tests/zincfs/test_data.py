@@ -160,6 +160,31 @@ def test_mmap_sees_libzinc_writer_after_notification(zfs):
     z.exit()
 
 
+def test_fresh_open_sees_libzinc_writes(zfs):
+    """No FOPEN_KEEP_CACHE: opening NAME again shows what libzinc wrote, even
+    without a notification."""
+    z = zfs.zinc().create("fresh", PAGE)
+    z.write(0, b"first")
+    assert run(["head", "-c5", "fresh"], cwd=zfs.mnt).stdout == "first"
+    z.write(0, b"again")
+    assert run(["head", "-c5", "fresh"], cwd=zfs.mnt).stdout == "again"
+    z.exit()
+
+
+@pytest.mark.zincfs("-s")
+def test_single_threaded_mmap_publish_and_wait(zfs):
+    """-s (one libfuse thread): invalidation with dirty pages must not
+    deadlock, blocked readers must not block the loop."""
+    test_mmap_writer_publishes_to_libzinc_with_notify(zfs)
+    z = zfs.zinc().create("st", PAGE)
+    h = zfs.spawn(["head", "-n1", "st.wait"], cwd=str(zfs.mnt), stdout=subprocess.PIPE)
+    wait_blocked(h.pid, "fuse")
+    assert os.stat(zfs.path("st")).st_size == PAGE  # the loop still answers
+    z.notify()
+    assert h.communicate(timeout=10)[0] == b"1\n"
+    z.exit()
+
+
 def test_mmap_writer_publishes_to_libzinc_with_notify(zfs):
     cap = 2 * PAGE
     z = zfs.zinc().create("pub", cap)

@@ -106,3 +106,37 @@ def test_thousand_blocked_readers(zfs):
     assert threads_of(daemon) <= MAX_THREADS + EXTRA
     z.exit()
     other.exit()
+
+
+MANY = 300  # more than two futex_waitv groups of 127
+
+
+@pytest.mark.zincfs(f"max_threads={MAX_THREADS}")
+def test_many_watched_regions(zfs):
+    """A blocked reader on each of 300 regions; libzinc notifications on
+    every one of them reach their reader, without a thread per region."""
+    names = [f"w{i}" for i in range(MANY)]
+    for n in names:
+        os.close(os.open(zfs.path(n), os.O_CREAT | os.O_WRONLY))
+    code = READERS.replace("path, n = sys.argv[1], int(sys.argv[2])",
+                           "paths = sys.argv[1].split(','); n = len(paths)")
+    code = code.replace("fd = os.open(path, os.O_RDONLY)",
+                        "fd = os.open(paths.pop(), os.O_RDONLY)")
+    c = zfs.spawn(["/usr/bin/python3", "-c", code,
+                   ",".join(str(zfs.path(n + ".wait")) for n in names)],
+                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert read_line(c, 30) == "started"
+    wait_until(lambda: count_blocked_tasks(c.pid, "fuse") == MANY, 30,
+               f"{MANY} readers blocked")
+    limit = MAX_THREADS + EXTRA + (MANY + 126) // 127
+    assert threads_of(zfs.proc.pid) <= limit
+    z = zfs.zinc()
+    for n in reversed(names):  # the last-watched first
+        z.open(n)
+        z.notify()
+    z.close()
+    rc, out, err = finish(c, 30)
+    assert rc == 0, err
+    assert out.strip() == f"[('1', {MANY})]", out
+    assert threads_of(zfs.proc.pid) <= limit
+    z.exit()
