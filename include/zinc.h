@@ -146,6 +146,8 @@ struct zinc_info {
 	uint8_t owner_alive;  /* 1 if the creator's handle is still open */
 	uint8_t in_use;       /* 1 if any libzinc handle is open */
 	uint8_t foreign;      /* 1 if created by zinc-core, not libzinc */
+	uint8_t others;       /* 1 if a libzinc handle other than the one
+				 asked about (or any, by name) is open */
 };
 
 /* Fill *info for region NAME without counting as a handle.  Returns 0,

@@ -544,7 +544,8 @@ int32_t zinc_handle_stat(zinc_region *r, struct zinc_info *info)
 		info->owner_alive = pid_alive(h->owner_pid);
 	else
 		info->owner_alive = r->owner || byte_locked(r->fd, LOCK_OWNER);
-	info->in_use = counting || byte_locked(r->fd, LOCK_HANDLE);
+	info->others = byte_locked(r->fd, LOCK_HANDLE); /* not our own lock */
+	info->in_use = counting || info->others;
 	return 0;
 }
 

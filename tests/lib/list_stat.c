@@ -132,8 +132,14 @@ static void test_stat_local(void)
 	CHECK_EQ(i.flags, 0);
 	CHECK_EQ(i.owner_alive, 1);
 	CHECK_EQ(i.in_use, 1);
+	CHECK_EQ(i.others, 1); /* by name: the owner's handle */
 	CHECK_EQ(i.foreign, 0);
 	CHECK_EQ(tu_hdr(o)->ref_count, 1);
+	/* asked about the owner's own handle: nobody else holds it */
+	struct zinc_info oi;
+	CHECK_OK(zinc_handle_stat(o, &oi));
+	CHECK_EQ(oi.in_use, 1);
+	CHECK_EQ(oi.others, 0);
 
 	zinc_notify(o);
 	zinc_notify(o);
@@ -163,6 +169,9 @@ static void test_stat_local(void)
 	CHECK_EQ(hi.waiters, 0);
 	CHECK_EQ(hi.owner_alive, 1);
 	CHECK_EQ(hi.in_use, 1);
+	CHECK_EQ(hi.others, 1); /* the owner's handle */
+	CHECK_OK(zinc_handle_stat(o, &oi));
+	CHECK_EQ(oi.others, 1); /* the reader's handle */
 	CHECK_EQ(hi.capacity, 3 * page);
 	CHECK_EQ(hi.owner_pid, getpid());
 
@@ -175,6 +184,7 @@ static void test_stat_local(void)
 	CHECK_EQ(i.flags, 0);
 	CHECK_OK(zinc_handle_stat(r, &hi));
 	CHECK_EQ(hi.owner_alive, 0);
+	CHECK_EQ(hi.others, 0);
 	/* removed: the flag shows on the old handle */
 	CHECK_OK(zinc_unlink("st"));
 	CHECK_OK(zinc_handle_stat(r, &hi));
@@ -242,6 +252,7 @@ static void test_stat_other_process(void)
 	CHECK_OK(zinc_handle_stat(obs, &i));
 	CHECK_EQ(i.owner_alive, 0);
 	CHECK_EQ(i.in_use, 0);
+	CHECK_EQ(i.others, 0);
 	CHECK_EQ(i.ref_count, 1); /* stale: the killed owner never closed */
 	zinc_close(obs);
 	CHECK(tu_exists("remote"));
