@@ -73,6 +73,22 @@ def test_truncate_right_after_creation(zfs):
     assert os.stat(zfs.path("n2")).st_size == 8192
 
 
+def test_resize_right_after_creation_never_ebusy(zfs):
+    """Only other holders make a resize EBUSY, never zincfs's own passing
+    work (inotify events, watcher) on the region it just created."""
+    busy = []
+    for i in range(200):
+        fd = os.open(zfs.path(f"n{i}"), os.O_CREAT | os.O_WRONLY)
+        try:
+            os.ftruncate(fd, 65536)
+        except OSError as e:
+            busy.append((i, e.strerror))
+        finally:
+            os.close(fd)
+    assert not busy, f"{len(busy)}/200 resizes right after creation failed: {busy[:5]}"
+    assert os.stat(zfs.path("n199")).st_size == 65536
+
+
 @pytest.mark.parametrize("size", ["1000", "4097", str(PAGE + PAGE // 2)])
 def test_truncate_non_page_multiple_einval(zfs, size):
     assert zfs.sh("touch odd").returncode == 0
