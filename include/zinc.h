@@ -76,7 +76,10 @@ _Static_assert(offsetof(struct zinc_header, ring_tail) == 56, "ring_tail at 56")
 int32_t zinc_create(const char *name, uintptr_t capacity, zinc_region **out);
 
 /* Open an existing region.  Returns 0, -EINVAL, -ENOENT (absent or removed),
- * -EPERM, -EBADMSG (the object is not a valid region), or -errno. */
+ * -EPERM, -EBADMSG (the object is not a valid region), or -errno.
+ * create, open and unlink return -EAGAIN if another process holds the
+ * object's lifetime lock for over 2 s (it only does so for microseconds
+ * unless stopped or stuck). */
 int32_t zinc_open(const char *name, zinc_region **out);
 
 /* Start of the data area (page-aligned), or NULL for a NULL handle. */
@@ -119,7 +122,9 @@ const char *zinc_name(zinc_region *r);
 uint32_t zinc_seq(zinc_region *r);
 
 /* Remove region NAME: waiters get -EIDRM, mapped memory stays valid for
- * whoever has it.  Returns 0, -EINVAL, -ENOENT, -EPERM, or -errno. */
+ * whoever has it.  An object under the name that is not a region is
+ * removed too.  Returns 0, -EINVAL, -ENOENT, -EPERM, -EISDIR (a directory
+ * holds the name), or -errno. */
 int32_t zinc_unlink(const char *name);
 
 /* Spin up to spin_ns nanoseconds watching the counter before sleeping in
