@@ -266,7 +266,7 @@ static void zfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 		region_closed_locked(r, kind);
 		UNLOCK();
 		if (notify) {
-			job_notify(req, r, 0, 1); /* replies when done */
+			notify_request(req, r, 0, 1); /* replies when done */
 			region_put(r);
 			return;
 		}
@@ -328,7 +328,7 @@ static void zfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
 	if (kind == K_NOTIFY) {
 		struct nfile *nf = (struct nfile *)(uintptr_t)fi->fh;
 		__atomic_store_n(&nf->used, 1, __ATOMIC_RELAXED); /* see release */
-		job_notify(req, r, size, 0); /* every write is one notify */
+		notify_request(req, r, size, 0); /* every write is one notify */
 	} else {
 		uint64_t cap = zinc_capacity(r->h);
 		if (size == 0) {

@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "zincfs.h"
 
@@ -20,8 +21,16 @@ struct pending {
 	fuse_req_t req;
 	struct wfile *wf;
 	size_t size;
-	struct pending *prev, *next; /* in wf->r->pending */
+	struct pending *prev, *next; /* in wf->r->pending; in a batch: next */
 	struct pending *hnext;       /* in the by-request hash */
+	char text[16];               /* in a batch: the answer to send */
+	uint8_t len;
+};
+
+/* Woken pollers, notified after the lock is dropped. */
+struct phnode {
+	struct fuse_pollhandle *ph;
+	struct phnode *next;
 };
 
 #define NPBUCKETS 4096
@@ -55,10 +64,11 @@ static int ready(const struct wfile *wf)
 	       (int32_t)(wf->r->done_seq - wf->cursor) > 0;
 }
 
-/* Answer with the rest of the last line if a short read left some (dash's
- * `read` takes one byte at a time), else consume: move the cursor and
- * answer with the counter as text. */
-static void answer(fuse_req_t req, struct wfile *wf, size_t size)
+/* The answer to a read of `size` bytes, copied to out (16 bytes): the rest
+ * of the last line if a short read left some (dash's `read` takes one byte
+ * at a time), else consume: move the cursor and answer with the counter as
+ * text.  Returns its length. */
+static size_t take_answer(struct wfile *wf, size_t size, char *out)
 {
 	if (wf->text_off >= wf->text_len) {
 		wf->cursor = wf->r->done_seq;
@@ -69,9 +79,11 @@ static void answer(fuse_req_t req, struct wfile *wf, size_t size)
 	size_t n = (size_t)(wf->text_len - wf->text_off);
 	if (size < n)
 		n = size;
-	fuse_reply_buf(req, wf->text + wf->text_off, n);
+	memcpy(out, wf->text + wf->text_off, n);
 	wf->text_off = (uint8_t)(wf->text_off + n);
+	return n;
 }
+
 
 struct wfile *wfile_open(struct region *r)
 {
@@ -146,8 +158,10 @@ void wait_read(fuse_req_t req, struct wfile *wf, size_t size, int nonblock)
 	if (wf->r->gone && wf->text_off >= wf->text_len)
 		err = EIDRM;
 	else if (ready(wf)) {
-		answer(req, wf, size);
+		char text[16];
+		size_t n = take_answer(wf, size, text);
 		UNLOCK();
+		fuse_reply_buf(req, text, n);
 		free(p);
 		return;
 	} else if (nonblock)
@@ -191,28 +205,64 @@ void wait_poll(fuse_req_t req, struct wfile *wf, struct fuse_pollhandle *ph)
 	UNLOCK();
 }
 
-static void wake_pollers_locked(struct region *r, int all)
+/* Wake r's pollers (all, or those with something to read).  With a batch,
+ * the notifications are sent by replies_send() after the lock is dropped. */
+static void wake_pollers_locked(struct region *r, int all, struct replies *out)
 {
 	for (struct wfile *wf = r->wfiles; wf; wf = wf->next) {
 		if (wf->ph && (all || ready(wf))) {
-			fuse_lowlevel_notify_poll(wf->ph);
-			fuse_pollhandle_destroy(wf->ph);
+			struct phnode *n = out ? malloc(sizeof(*n)) : NULL;
+			if (n) {
+				n->ph = wf->ph;
+				n->next = out->ph;
+				out->ph = n;
+			} else {
+				fuse_lowlevel_notify_poll(wf->ph);
+				fuse_pollhandle_destroy(wf->ph);
+			}
 			wf->ph = NULL;
 		}
 	}
 }
 
-void waiters_publish_locked(struct region *r)
+/*
+ * Readers that are answered are unlinked here, under the lock, so neither
+ * the interrupt callback nor a second publisher can answer them too; the
+ * replies themselves go out in replies_send() after the lock is dropped.
+ * (A reply wakes the reader at once; a reader with a higher priority than
+ * zincfs would otherwise preempt us while we hold the one lock, and every
+ * other thread of zincfs would queue behind it.)
+ */
+void waiters_publish_locked(struct region *r, struct replies *out)
 {
 	for (struct pending *p = r->pending, *n; p; p = n) {
 		n = p->next;
 		if (ready(p->wf)) {
 			pending_unlink(p);
-			answer(p->req, p->wf, p->size);
-			free(p);
+			p->len = (uint8_t)take_answer(p->wf, p->size, p->text);
+			p->wf = NULL;
+			p->next = out->head;
+			out->head = p;
 		}
 	}
-	wake_pollers_locked(r, 0);
+	wake_pollers_locked(r, 0, out);
+}
+
+void replies_send(struct replies *out)
+{
+	while (out->head) {
+		struct pending *p = out->head;
+		out->head = p->next;
+		fuse_reply_buf(p->req, p->text, p->len);
+		free(p);
+	}
+	while (out->ph) {
+		struct phnode *n = out->ph;
+		out->ph = n->next;
+		fuse_lowlevel_notify_poll(n->ph);
+		fuse_pollhandle_destroy(n->ph);
+		free(n);
+	}
 }
 
 void waiters_fail_locked(struct region *r, int err)
@@ -223,7 +273,7 @@ void waiters_fail_locked(struct region *r, int err)
 		fuse_reply_err(p->req, err);
 		free(p);
 	}
-	wake_pollers_locked(r, 1);
+	wake_pollers_locked(r, 1, NULL);
 }
 
 /* At exit: answer every deferred read so no caller is left hanging. */

@@ -7,13 +7,16 @@
  *   127 regions that have open files in the mount, plus a private control
  *   word.  It counts itself as a libzinc waiter (zinc_watch) so notifiers
  *   always wake it.  On every counter change: invalidate the data file's
- *   page cache first, then publish the value to .wait readers and pollers.
+ *   page cache first when it may hold anything (needs_inval_locked), then
+ *   publish the value to .wait readers and pollers.
  *   One group exists per 127 watched regions, never one thread per region.
  *
  * - the control thread: inotify on the region directory (regions made or
  *   removed by anyone appear/disappear at once), and jobs from workers:
- *   writes to NAME.notify (invalidate, then zinc_notify, then reply) and
- *   entry removal for regions that went away.
+ *   writes to NAME.notify while the data file is open (invalidate, then
+ *   zinc_notify, publish, reply; without an open data file the worker does
+ *   it itself, see notify_request) and entry removal for regions that went
+ *   away.
  */
 #include <errno.h>
 #include <linux/futex.h>
@@ -78,6 +81,47 @@ struct event {
 	uint32_t seq;
 };
 
+/*
+ * Does a notification seen now need fuse_lowlevel_notify_inval_inode() of
+ * r's data file before .wait readers may see it?  Only while some file of
+ * the data inode is open in the mount (r->data_open, locked; the caller has
+ * read the counter under the same lock hold, after the notification):
+ *
+ * - Dirty pages.  Only a MAP_SHARED mapping of NAME makes dirty pages
+ *   (writeback cache is off, so write() through the mount goes straight to
+ *   us).  A mapping holds its struct file, so RELEASE comes only after the
+ *   last munmap; unmapping writes the mapping's dirty pages back
+ *   (fuse_vma_close -> write_inode_now), and the kernel sends RELEASE only
+ *   when the last reference to the FUSE file is gone, which the writeback
+ *   requests hold.  So when data_open is 0 here, every page dirtied before
+ *   this notification has already reached the region through our write
+ *   handler.  A writer that still has NAME open or mapped counts in
+ *   data_open (we count OPEN/CREATE before replying and RELEASE after the
+ *   kernel is done with the file, so data_open is never lower than the
+ *   kernel's count).
+ * - Clean cached pages.  They can outlive the last close (the inode stays
+ *   in the kernel's cache), but nobody can see them without opening NAME
+ *   again, and every open of the data file invalidates its cache: we never
+ *   set FOPEN_KEEP_CACHE (fuse-facts.md Q4c: a fresh open sees external
+ *   writes and even refreshes other processes' mappings).  That open comes
+ *   after our OPEN reply, so after the data of any notification published
+ *   before it; a reader that opens later reads the region afresh.
+ * Without an open data file the invalidation had nothing to do, and it cost
+ * a kernel round trip on every notification.
+ */
+static int needs_inval_locked(const struct region *r)
+{
+	return r->data_open > 0;
+}
+
+/* Readers may now see seq (locked). */
+static void publish_locked(struct region *r, uint32_t seq, struct replies *out)
+{
+	if ((int32_t)(seq - r->done_seq) > 0)
+		r->done_seq = seq;
+	waiters_publish_locked(r, out);
+}
+
 static void *group_main(void *arg)
 {
 	struct watch_group *g = arg;
@@ -87,6 +131,7 @@ static void *group_main(void *arg)
 
 	for (;;) {
 		int n = 0, nev = 0, nbad = 0;
+		struct replies out = { 0 };
 		LOCK();
 		if (stopping) {
 			UNLOCK();
@@ -102,8 +147,12 @@ static void *group_main(void *arg)
 			}
 			if (seq != r->last_seq) {
 				r->last_seq = seq;
-				r->refs++;
-				ev[nev++] = (struct event){ r, seq };
+				if (needs_inval_locked(r)) {
+					r->refs++;
+					ev[nev++] = (struct event){ r, seq };
+				} else {
+					publish_locked(r, seq, &out);
+				}
 			}
 			wv[n++] = (struct futex_waitv){
 				.val = r->last_seq,
@@ -120,6 +169,7 @@ static void *group_main(void *arg)
 			if (region_check_locked(bad[i]) == 0)
 				region_gone_locked(bad[i], "unreadable");
 		UNLOCK();
+		replies_send(&out);
 
 		for (int i = 0; i < nev; i++) {
 			struct region *r = ev[i].r;
@@ -127,11 +177,10 @@ static void *group_main(void *arg)
 			 * then every mapping and read sees the region. */
 			fuse_lowlevel_notify_inval_inode(zfs_se, INO(r->slot, K_DATA), 0, 0);
 			LOCK();
-			if ((int32_t)(ev[i].seq - r->done_seq) > 0)
-				r->done_seq = ev[i].seq;
-			waiters_publish_locked(r);
+			publish_locked(r, ev[i].seq, &out);
 			region_put_locked(r);
 			UNLOCK();
+			replies_send(&out);
 		}
 		if (nev || nbad)
 			continue; /* look again before sleeping */
@@ -140,6 +189,7 @@ static void *group_main(void *arg)
 			sleep_ms(5);
 			continue;
 		}
+		/* Returns at once if a counter moved since we read it. */
 		long rc = syscall(SYS_futex_waitv, wv, n, 0, NULL, 0);
 		if (rc < 0 && errno == ENOSYS) {
 			log_warn("futex_waitv is not available (Linux < 5.16): "
@@ -231,21 +281,74 @@ static void job_push(struct job *j)
 	}
 }
 
-void job_notify(fuse_req_t req, struct region *r, size_t size, int close)
+/* After our own zinc_notify (locked): let .wait readers see the counter at
+ * once, so a reader that looks after the write to NAME.notify returned finds
+ * it, unless a notification we have not made safe may be among those the
+ * counter now covers (see the callers).  The watcher, woken too, then finds
+ * nothing new. */
+static void publish_own_locked(struct region *r, uint32_t seq, struct replies *out)
 {
-	struct job *j = calloc(1, sizeof(*j));
-	if (!j) {
-		fuse_reply_err(req, ENOMEM);
+	if ((int32_t)(seq - r->last_seq) > 0)
+		r->last_seq = seq;
+	publish_locked(r, seq, out);
+}
+
+/*
+ * A write to NAME.notify (size bytes), or with close the release of a
+ * .notify open that never wrote: zinc_notify, publish to .wait readers,
+ * then reply.  Runs in the libfuse worker that got the request.
+ *
+ * While the data file is open somewhere, the data file's cache must be
+ * invalidated first, and that may wait for workers (dirty pages are written
+ * back through us): it is handed to the control thread, never done here (we
+ * might be the only free worker).  Otherwise (needs_inval_locked) there is
+ * nothing to invalidate and the worker notifies and replies itself: no
+ * thread hop on the way.
+ */
+void notify_request(fuse_req_t req, struct region *r, size_t size, int close)
+{
+	LOCK();
+	int gone = r->gone, slow = needs_inval_locked(r);
+	if (slow)
+		r->refs++; /* the job's */
+	UNLOCK();
+	if (slow) {
+		struct job *j = calloc(1, sizeof(*j));
+		if (!j) {
+			region_put(r);
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		j->type = close ? J_CLOSE : J_NOTIFY;
+		j->req = req;
+		j->r = r;
+		j->size = size;
+		job_push(j);
 		return;
 	}
-	LOCK();
-	r->refs++;
-	UNLOCK();
-	j->type = close ? J_CLOSE : J_NOTIFY;
-	j->req = req;
-	j->r = r;
-	j->size = size;
-	job_push(j);
+	int err = gone ? EIDRM : 0;
+	/* Not under the lock: r->h cannot change while we hold a ref (a
+	 * resize needs zincfs to be its only user), and the woken waiters
+	 * should not find the lock taken. */
+	if (!err)
+		GUARDED(zinc_notify(r->h), err = EIO);
+	if (!err) {
+		struct replies out = { 0 };
+		uint32_t seq;
+		LOCK();
+		/* Read the counter and data_open together: if a data file was
+		 * opened meanwhile, the watcher invalidates and publishes. */
+		if (!r->gone && !needs_inval_locked(r) && region_probe(r, &seq) == 0)
+			publish_own_locked(r, seq, &out);
+		UNLOCK();
+		replies_send(&out);
+	}
+	if (err)
+		fuse_reply_err(req, err);
+	else if (!close)
+		fuse_reply_write(req, size);
+	else
+		fuse_reply_err(req, 0);
 }
 
 void job_delete_entries(const char *name, uint64_t slot)
@@ -273,6 +376,10 @@ static void run_job(struct job *j)
 		return;
 	}
 	struct region *r = j->r;
+	int fault = 0;
+	/* Every notification up to seq0 was made before the invalidation
+	 * below starts, so it covers their data. */
+	uint32_t seq0 = region_seq(r, &fault);
 	/* Write back and drop the data file's cache before anyone is woken:
 	 * a writer through mmap that then notifies publishes its data. */
 	fuse_lowlevel_notify_inval_inode(zfs_se, INO(r->slot, K_DATA), 0, 0);
@@ -280,9 +387,20 @@ static void run_job(struct job *j)
 	LOCK();
 	if (r->gone)
 		err = EIDRM;
-	else
-		GUARDED(zinc_notify(r->h), err = EIO);
 	UNLOCK();
+	if (!err)
+		GUARDED(zinc_notify(r->h), err = EIO); /* see notify_request */
+	if (!err && !fault) {
+		/* Publish now only if ours is the one notification since seq0;
+		 * otherwise the watcher invalidates again and publishes. */
+		struct replies out = { 0 };
+		uint32_t seq;
+		LOCK();
+		if (!r->gone && region_probe(r, &seq) == 0 && seq == seq0 + 1)
+			publish_own_locked(r, seq, &out);
+		UNLOCK();
+		replies_send(&out);
+	}
 	if (err)
 		fuse_reply_err(j->req, err);
 	else if (j->type == J_NOTIFY)

@@ -141,9 +141,16 @@ struct wfile *wfile_open(struct region *r);
 void wfile_release(struct wfile *wf);
 void wait_read(fuse_req_t req, struct wfile *wf, size_t size, int nonblock);
 void wait_poll(fuse_req_t req, struct wfile *wf, struct fuse_pollhandle *ph);
-/* Answer r's readers that are behind r->done_seq; wake its pollers.
- * Replies are sent under the lock: they never wait for the kernel. */
-void waiters_publish_locked(struct region *r);
+/* Replies collected under the lock, sent after it is dropped. */
+struct replies {
+	struct pending *head;
+	struct phnode *ph;
+};
+/* Take r's readers that are behind r->done_seq and its pollers with
+ * something to read into out (locked); replies_send(out) answers them
+ * (unlocked).  Nothing else may answer a request once it is taken. */
+void waiters_publish_locked(struct region *r, struct replies *out);
+void replies_send(struct replies *out);
 /* Fail r's readers with err and wake its pollers. */
 void waiters_fail_locked(struct region *r, int err);
 void waiters_fail_all_locked(int err);
@@ -156,9 +163,11 @@ int watcher_stop(void);
 /* Watch r's counter while it has open files and is not gone. */
 void watch_update_locked(struct region *r);
 void watch_del_locked(struct region *r);
-/* Deferred notify: inval data, zinc_notify, then reply to the write
- * (size bytes) or, with close, to the release. */
-void job_notify(fuse_req_t req, struct region *r, size_t size, int close);
+/* A write to NAME.notify (reply: size bytes written) or, with close, the
+ * release of a .notify open that never wrote (reply: 0): invalidate the data
+ * file's cache if it may hold anything (on the control thread then),
+ * zinc_notify, let .wait readers see it, then reply.  Caller holds a ref. */
+void notify_request(fuse_req_t req, struct region *r, size_t size, int close);
 /* Drop the kernel's entries for a removed region. */
 void job_delete_entries(const char *name, uint64_t slot);
 
