@@ -425,6 +425,8 @@ void region_opened_locked(struct region *r, int kind)
 	r->open++;
 	if (kind == K_DATA)
 		r->data_open++;
+	else if (kind == K_WAIT)
+		r->wait_open++;
 	watch_update_locked(r);
 }
 
@@ -433,6 +435,8 @@ void region_closed_locked(struct region *r, int kind)
 	r->open--;
 	if (kind == K_DATA)
 		r->data_open--;
+	else if (kind == K_WAIT)
+		r->wait_open--;
 	watch_update_locked(r);
 	maybe_free_locked(r);
 }

@@ -4,7 +4,8 @@
  * invalidation, which can wait for workers to write dirty pages back):
  *
  * - watch groups: each waits with futex_waitv(2) on the counters of up to
- *   127 regions that have open files in the mount, plus a private control
+ *   127 regions that have open data or .wait files in the mount (open
+ *   .notify files alone need no watching), plus a private control
  *   word.  It counts itself as a libzinc waiter (zinc_watch) so notifiers
  *   always wake it.  On every counter change: invalidate the data file's
  *   page cache first when it may hold anything (needs_inval_locked), then
@@ -217,7 +218,10 @@ void watch_del_locked(struct region *r)
 
 void watch_update_locked(struct region *r)
 {
-	int want = r->open > 0 && !r->gone && !stopping;
+	/* Open .notify files alone need no watching: nothing in the mount
+	 * reads the counter then and nothing is cached (needs_inval_locked),
+	 * and a watcher would be woken by every notification for nothing. */
+	int want = (r->data_open > 0 || r->wait_open > 0) && !r->gone && !stopping;
 	if (!want) {
 		watch_del_locked(r);
 		return;

@@ -77,6 +77,7 @@ struct region {
 	uint64_t nlookup[3];    /* kernel references per kind */
 	int open;               /* open files of any kind */
 	int data_open;          /* open files of the data inode */
+	int wait_open;          /* open .wait files */
 	int refs;               /* in-flight users (ops, jobs, watcher) */
 	/* watching (watcher.c) */
 	struct watch_group *group;
@@ -160,7 +161,8 @@ void waiters_free_locked(struct region *r);
 
 int watcher_start(void);
 int watcher_stop(void);
-/* Watch r's counter while it has open files and is not gone. */
+/* Watch r's counter while it is not gone and has an open data or .wait
+ * file (someone to invalidate for or to answer). */
 void watch_update_locked(struct region *r);
 void watch_del_locked(struct region *r);
 /* A write to NAME.notify (reply: size bytes written) or, with close, the
