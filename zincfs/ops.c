@@ -46,10 +46,20 @@ static int root_stat(struct stat *st)
 	return 0;
 }
 
-void reply_attr_of(fuse_req_t req, struct region *r, int kind)
+/*
+ * Handlers drop their ref on a region before they reply: the caller may act
+ * on the reply at once, and a ref still held then would make its next
+ * request see zincfs busy (a resize right after creation gives EBUSY while
+ * others use the region).  Whatever the reply path still needs is kept alive
+ * by the open or lookup counts.
+ */
+
+/* Reply with r's attributes and drop the ref. */
+static void reply_attr_put(fuse_req_t req, struct region *r, int kind)
 {
 	struct stat st;
 	int rc = region_stat(r, kind, &st);
+	region_put(r);
 	if (rc)
 		fuse_reply_err(req, -rc);
 	else
@@ -125,8 +135,7 @@ static void zfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	reply_attr_of(req, r, INO_KIND(ino));
-	region_put(r);
+	reply_attr_put(req, r, INO_KIND(ino));
 }
 
 static int set_data_attrs(struct region *r, struct stat *attr, int to_set,
@@ -173,11 +182,12 @@ static void zfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		rc = -EPERM; /* control files follow the data file */
 	}
 	/* Times on .notify are ignored: `touch` notifies when it closes. */
-	if (rc)
+	if (rc) {
+		region_put(r);
 		fuse_reply_err(req, -rc);
-	else
-		reply_attr_of(req, r, kind);
-	region_put(r);
+	} else {
+		reply_attr_put(req, r, kind);
+	}
 }
 
 static void zfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -223,6 +233,7 @@ static void zfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 		fi->fh = (uintptr_t)wf;
 	}
+	region_put(r); /* the open file keeps r */
 	if (fuse_reply_open(req, fi) != 0) {
 		/* The opener is gone (interrupted): no release will come. */
 		if (kind == K_WAIT) {
@@ -234,7 +245,6 @@ static void zfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			UNLOCK();
 		}
 	}
-	region_put(r);
 	return;
 denied:
 	/* .wait is read-only and .notify write-only, even for root. */
@@ -266,8 +276,7 @@ static void zfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 		region_closed_locked(r, kind);
 		UNLOCK();
 		if (notify) {
-			notify_request(req, r, 0, 1); /* replies when done */
-			region_put(r);
+			notify_request(req, r, 0, 1); /* takes our ref, replies */
 			return;
 		}
 		region_put(r);
@@ -303,11 +312,14 @@ static void zfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		 * read, not SIGBUS. */
 		ssize_t got = buf ? pread(zinc_fd(r->h), buf, n,
 					  (off_t)zinc_data_offset() + off) : -1;
-		if (got < 0)
-			fuse_reply_err(req, buf ? errno : ENOMEM);
+		int err = got < 0 ? (buf ? errno : ENOMEM) : 0;
+		region_put(r);
+		if (err)
+			fuse_reply_err(req, err);
 		else
 			fuse_reply_buf(req, buf, (size_t)got);
 		free(buf);
+		return;
 	}
 	region_put(r);
 }
@@ -328,7 +340,8 @@ static void zfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
 	if (kind == K_NOTIFY) {
 		struct nfile *nf = (struct nfile *)(uintptr_t)fi->fh;
 		__atomic_store_n(&nf->used, 1, __ATOMIC_RELAXED); /* see release */
-		notify_request(req, r, size, 0); /* every write is one notify */
+		notify_request(req, r, size, 0); /* one notify; takes our ref */
+		return;
 	} else {
 		uint64_t cap = zinc_capacity(r->h);
 		if (size == 0) {
@@ -340,10 +353,13 @@ static void zfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
 							       : (size_t)(cap - (uint64_t)off);
 			ssize_t put = pwrite(zinc_fd(r->h), buf, n,
 					     (off_t)zinc_data_offset() + off);
-			if (put < 0)
-				fuse_reply_err(req, errno);
+			int err = put < 0 ? errno : 0;
+			region_put(r);
+			if (err)
+				fuse_reply_err(req, err);
 			else
 				fuse_reply_write(req, (size_t)put);
+			return;
 		}
 	}
 	region_put(r);
@@ -412,6 +428,7 @@ static void zfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	LOCK();
 	r->nlookup[K_DATA]++;
 	region_opened_locked(r, K_DATA);
+	region_put_locked(r); /* the lookup and the open file keep r */
 	UNLOCK();
 	if (fuse_reply_create(req, &e, fi) != 0) {
 		LOCK();
@@ -419,7 +436,6 @@ static void zfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		region_closed_locked(r, K_DATA);
 		UNLOCK();
 	}
-	region_put(r);
 }
 
 static void zfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -440,13 +456,10 @@ static void zfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 	fill_entry(&e, r, K_DATA);
 	LOCK();
 	r->nlookup[K_DATA]++;
+	region_put_locked(r); /* the lookup keeps r */
 	UNLOCK();
-	if (fuse_reply_entry(req, &e) != 0) {
-		LOCK();
-		r->nlookup[K_DATA]--;
-		UNLOCK();
-	}
-	region_put(r);
+	if (fuse_reply_entry(req, &e) != 0)
+		region_forget(e.ino, 1);
 }
 
 static void zfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)

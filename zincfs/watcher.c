@@ -313,11 +313,9 @@ void notify_request(fuse_req_t req, struct region *r, size_t size, int close)
 {
 	LOCK();
 	int gone = r->gone, slow = needs_inval_locked(r);
-	if (slow)
-		r->refs++; /* the job's */
 	UNLOCK();
 	if (slow) {
-		struct job *j = calloc(1, sizeof(*j));
+		struct job *j = calloc(1, sizeof(*j)); /* takes our ref */
 		if (!j) {
 			region_put(r);
 			fuse_reply_err(req, ENOMEM);
@@ -347,6 +345,7 @@ void notify_request(fuse_req_t req, struct region *r, size_t size, int close)
 		UNLOCK();
 		replies_send(&out);
 	}
+	region_put(r); /* before the reply: see ops.c */
 	if (err)
 		fuse_reply_err(req, err);
 	else if (!close)
@@ -405,13 +404,13 @@ static void run_job(struct job *j)
 		UNLOCK();
 		replies_send(&out);
 	}
+	region_put(r); /* before the reply: see ops.c */
 	if (err)
 		fuse_reply_err(j->req, err);
 	else if (j->type == J_NOTIFY)
 		fuse_reply_write(j->req, j->size);
 	else
 		fuse_reply_err(j->req, 0);
-	region_put(r);
 }
 
 static void run_jobs(void)

@@ -168,13 +168,13 @@ void watch_del_locked(struct region *r);
 /* A write to NAME.notify (reply: size bytes written) or, with close, the
  * release of a .notify open that never wrote (reply: 0): invalidate the data
  * file's cache if it may hold anything (on the control thread then),
- * zinc_notify, let .wait readers see it, then reply.  Caller holds a ref. */
+ * zinc_notify, let .wait readers see it, then reply.  Takes over the
+ * caller's ref on r and drops it before replying. */
 void notify_request(fuse_req_t req, struct region *r, size_t size, int close);
 /* Drop the kernel's entries for a removed region. */
 void job_delete_entries(const char *name, uint64_t slot);
 
 /* ---- ops.c ---- */
 extern const struct fuse_lowlevel_ops zfs_ops;
-void reply_attr_of(fuse_req_t req, struct region *r, int kind);
 
 #endif
