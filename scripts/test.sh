@@ -1,32 +1,53 @@
 #!/usr/bin/env bash
-# Build everything and run every test: libzinc's C unit tests (plain and
-# under AddressSanitizer+UndefinedBehaviorSanitizer) and the pytest suite
-# that mounts zincfs.  Installs missing Debian packages when run as root.
+# Build everything and run every test:
+#   - libzinc's C unit tests and the man page check (meson test),
+#   - the same unit tests under ASan+UBSan and under ThreadSanitizer,
+#   - the pytest suites of the zinc tool and of zincfs (which mount it),
+#     against the plain build, the ASan+UBSan build, and with the daemon
+#     under valgrind.
+# Installs missing Debian packages when run as root.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 ensure_packages
 ensure_fuse
-PYTEST=$(pytest_cmd)
+PYTEST="$(pytest_cmd) -q -p no:cacheprovider"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+export TSAN_OPTIONS=halt_on_error=1
 
-echo "== build (-Werror)"
+step() { echo; echo "== $*"; }
+
+step "build (-Werror)"
 configure_build build -Dwerror=true -Dbuildtype=debugoptimized
 ninja -C build
 
-echo "== libzinc unit tests"
+step "unit tests and man pages"
 meson test -C build --print-errorlogs
 
-echo "== libzinc unit tests under ASan+UBSan"
+step "build with ASan+UBSan"
 configure_build build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false
 ninja -C build-asan
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	meson test -C build-asan --print-errorlogs
+step "unit tests under ASan+UBSan"
+meson test -C build-asan --suite libzinc --print-errorlogs
 
-# One pytest run per suite: each has its own conftest.py.
-export ZINC_BUILD_DIR="$ROOT/build"
-echo "== zinc tool tests (pytest)"
-$PYTEST -q -p no:cacheprovider tests/cli
-echo "== zincfs tests (pytest)"
-$PYTEST -q -p no:cacheprovider tests/zincfs
+# No -Werror here: gcc warns that TSan cannot see fences (tests/soak uses them).
+step "build with ThreadSanitizer"
+configure_build build-tsan -Dwerror=false -Db_sanitize=thread -Db_lundef=false
+ninja -C build-tsan
+step "unit tests under ThreadSanitizer"
+meson test -C build-tsan --suite libzinc --print-errorlogs
+
+# Each pytest suite runs on its own: each has its own conftest.py.
+for dir in build build-asan; do
+	step "zinc tool tests ($dir)"
+	ZINC_BUILD_DIR="$ROOT/$dir" $PYTEST tests/cli
+	step "zincfs tests ($dir)"
+	ZINC_BUILD_DIR="$ROOT/$dir" $PYTEST tests/zincfs
+done
+
+step "zincfs tests with the daemon under valgrind"
+ZINC_BUILD_DIR="$ROOT/build" \
+ZINCFS_WRAPPER="valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99" \
+	$PYTEST tests/zincfs
