@@ -142,14 +142,13 @@ struct wfile *wfile_open(struct region *r);
 void wfile_release(struct wfile *wf);
 void wait_read(fuse_req_t req, struct wfile *wf, size_t size, int nonblock);
 void wait_poll(fuse_req_t req, struct wfile *wf, struct fuse_pollhandle *ph);
-/* Replies collected under the lock, sent after it is dropped. */
+/* A reply held back until the lock is dropped. */
 struct replies {
-	struct pending *head;
-	struct phnode *ph;
+	struct pending *last;
 };
-/* Take r's readers that are behind r->done_seq and its pollers with
- * something to read into out (locked); replies_send(out) answers them
- * (unlocked).  Nothing else may answer a request once it is taken. */
+/* Answer r's readers that are behind r->done_seq and wake its pollers
+ * (locked); the last reply is kept in out: replies_send(out) sends it after
+ * UNLOCK() (see waiters.c).  Nothing else may answer a request once taken. */
 void waiters_publish_locked(struct region *r, struct replies *out);
 void replies_send(struct replies *out);
 /* Fail r's readers with err and wake its pollers. */
