@@ -53,7 +53,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 PAGE = os.sysconf("SC_PAGE_SIZE")
-WEDGE_S = 15.0          # an operation (other than a timed wait) taking longer is a wedge
+WEDGE_S = 10.0          # an operation (other than a timed wait) taking longer is a wedge
 BLOCK_READ_S = 0.5      # longest blocking .wait read before the timer interrupts it
 SANITIZER_RE = re.compile(
     r"AddressSanitizer|LeakSanitizer|ThreadSanitizer|UndefinedBehaviorSanitizer|"
@@ -160,6 +160,8 @@ class Worker:
         if rng.random() < 0.2:
             flags |= os.O_TRUNC
         name = self.mnt / (self.names.valid(rng) if rng.random() < 0.7 else self.names.any(rng))
+        if name.name.endswith(".wait") and not self.is_main():
+            flags |= os.O_NONBLOCK  # only the main thread may block (timer)
         fd = os.open(name, flags, rng.choice([0o600, 0o644, 0o666, 0o400, 0o000, 0o7777]))
         self.keep(st, fd, name, rng)
 
@@ -329,8 +331,9 @@ class Worker:
             os.close(fd)
 
     def op_wait_poll(self, rng, st):
+        nonblock = rng.random() < 0.5 or not self.is_main()
         fd = os.open(self.mnt / (self.names.valid(rng) + ".wait"),
-                     os.O_RDONLY | (os.O_NONBLOCK if rng.random() < 0.5 else 0))
+                     os.O_RDONLY | (os.O_NONBLOCK if nonblock else 0))
         try:
             if rng.random() < 0.5:
                 p = select.poll()
@@ -339,7 +342,7 @@ class Worker:
             else:
                 ev = select.select([fd], [], [], rng.randint(0, 100) / 1000)[0]
             if ev:
-                os.read(fd, 64)  # ready: must not block
+                self.guarded(os.read, fd, 64)  # ready: should not block
         finally:
             os.close(fd)
 
@@ -507,17 +510,21 @@ class Worker:
                     pass
             logf.close()
 
+    def stats(self, partial):
+        with self.lock:
+            return json.dumps({"partial": partial, "ops": self.ops, "results": self.errs,
+                               "notes": self.notes, "findings": self.findings})
+
     def watchdog(self):
         while True:
             time.sleep(1)
+            print(self.stats(True), flush=True)
             now = time.monotonic()
             for tid, (op, t0) in list(self.current.items()):
                 if now - t0 > WEDGE_S and (tid, t0) not in self.reported:
                     self.reported.add((tid, t0))
                     self.finding(f"wedge: thread {tid} in {op} for {now - t0:.0f}s "
                                  f"(tasks: {task_summary(os.getpid())})")
-                    print(json.dumps({"partial": True, "findings": self.findings}),
-                          flush=True)
 
     def main(self):
         def on_alarm(signum, frame):
@@ -532,8 +539,7 @@ class Worker:
         self.run_thread(0)
         for t in threads:
             t.join()
-        print(json.dumps({"ops": self.ops, "results": self.errs, "notes": self.notes,
-                          "findings": self.findings}), flush=True)
+        print(self.stats(False), flush=True)
         return 0
 
 
@@ -691,7 +697,7 @@ class Driver:
 
     def watch(self):
         """Until the workers finish (deadline + grace): the daemon must live."""
-        end = time.monotonic() + self.a.time + WEDGE_S + 10
+        end = time.monotonic() + self.a.time + WEDGE_S
         while time.monotonic() < end:
             if self.daemon.poll() is not None:
                 self.finding(f"zincfs died during the run (status {self.daemon.returncode})")
@@ -703,7 +709,7 @@ class Driver:
         for p in self.workers:
             if p.poll() is None:
                 stuck = True
-                self.finding(f"worker {p.pid} still running {WEDGE_S + 10:.0f}s after the "
+                self.finding(f"worker {p.pid} still running {WEDGE_S:.0f}s after the "
                              f"deadline: {task_summary(p.pid)}")
                 for d in d_state_tasks(p.pid):
                     self.finding(d)
@@ -724,17 +730,18 @@ class Driver:
 
     def collect(self):
         for w, p in enumerate(self.workers):
-            if p.poll() is None:
-                continue
             out = read_text(self.logs / f"worker-{w}.out") or ""
             last = None
             for line in out.splitlines():
                 if line.startswith("{"):
                     try:
-                        last = json.loads(line)
+                        j = json.loads(line)
                     except ValueError:
-                        pass
-            if p.returncode != 0 or last is None or last.get("partial"):
+                        continue
+                    if last is None or last.get("partial"):
+                        last = j  # the final (non-partial) line wins
+            if p.poll() is not None and (p.returncode != 0 or last is None
+                                         or last.get("partial")):
                 self.finding(f"worker {w} exited with {p.returncode}: {out[-2000:]}")
             if last:
                 for f in last.get("findings", []):
@@ -797,7 +804,7 @@ class Driver:
                 self.daemon.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.finding(f"zincfs did not exit 20 s after the unmount: "
-                             f"{task_summary(self.daemon.pid)}")
+                             f"{task_summary(self.daemon.pid)}; {self.holders()}")
                 self.daemon.kill()
                 self.daemon.wait(timeout=10)
             if self.daemon.returncode != 0:
@@ -808,6 +815,25 @@ class Driver:
             run(["umount", "-l", str(self.mnt)], 15)
         self.check_log()
         self.check_leftovers()
+
+    def holders(self):
+        """Who still references the (unmounted) connection: pending
+        requests and processes with files or mappings under the mount."""
+        out = [f"connection {self.conn} waiting="
+               f"{(read_text(f'/sys/fs/fuse/connections/{self.conn}/waiting') or 'gone').strip()}"]
+        m = str(self.mnt)
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                refs = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+            except OSError:
+                refs = []
+            refs += [l.split()[-1] for l in (read_text(f"/proc/{pid}/maps") or "").splitlines()
+                     if m in l]
+            hits = [r for r in refs if m in r]
+            if hits:
+                out.append(f"pid {pid} ({(read_text(f'/proc/{pid}/comm') or '').strip()}): "
+                           f"{sorted(set(hits))[:5]}")
+        return "; ".join(out)
 
     def abort_connection(self):
         if self.conn is not None:
