@@ -51,9 +51,13 @@ FAILS=()
 ok() { PASS=$((PASS + 1)); echo "ok   $*"; }
 fail() { FAILS+=("$*"); echo "FAIL $*"; }
 die() { echo "FAIL $*"; exit 1; }
+LAST_OK=1
 check() { # check DESCRIPTION COMMAND...
 	local what=$1; shift
-	if "$@"; then ok "$what"; else fail "$what"; fi
+	if "$@"; then LAST_OK=1; ok "$what"; else LAST_OK=0; fail "$what"; fi
+}
+explain() { # explain TEXT: show TEXT under the check that just failed
+	[ $LAST_OK -eq 1 ] || sed 's/^/    /' <<<"$*"
 }
 
 T=$(mktemp -d /tmp/zinc-install-test.XXXXXX)
@@ -141,10 +145,10 @@ sed 's/$/@@ZINC_1/' "$T/api" >"$T/api.versioned"
 [ "$(wc -l <"$T/api")" -ge 20 ] || die "could not read the API from zinc.h"
 check "nm -D: exactly the $(wc -l <"$T/api") functions of zinc.h, version ZINC_1" \
 	cmp -s "$T/exported" "$T/api.versioned"
-cmp -s "$T/exported" "$T/api.versioned" || diff "$T/api.versioned" "$T/exported" | sed 's/^/    /'
+explain "$(diff "$T/api.versioned" "$T/exported")"
 others=$(awk '$1 != "T" && !($1 == "A" && $2 == "ZINC_1")' "$T/dynsym")
 check "nm -D: no other defined dynamic symbols" test -z "$others"
-[ -z "$others" ] || echo "    $others"
+explain "$others"
 check "SONAME libzinc.so.1" sh -c "objdump -p '$LIBDIR/libzinc.so.1' | grep -q 'SONAME *libzinc.so.1\$'"
 check "libzinc_core.so is the same library" test "$LIBDIR/libzinc_core.so" -ef "$LIBDIR/libzinc.so.1.0.0"
 # -fvisibility=hidden: in the static archive every global function that is
@@ -155,7 +159,7 @@ public_hidden=$(awk 'NR == FNR {api[$1] = 1; next} ($1 in api) && $2 != "DEFAULT
 internal_visible=$(awk 'NR == FNR {api[$1] = 1; next} !($1 in api) && $2 != "HIDDEN"' "$T/api" "$T/a.syms")
 check "libzinc.a: public functions have default visibility" test -z "$public_hidden"
 check "libzinc.a: internal functions are hidden (-fvisibility=hidden)" test -z "$internal_visible"
-[ -z "$internal_visible" ] || echo "    not hidden: $(echo $internal_visible)"
+explain "not hidden: $(echo $internal_visible)"
 
 # ---- man pages ----
 echo "== [${SECONDS}s] man pages"
@@ -169,7 +173,7 @@ check "zinc(1)" man_page 1 zinc
 missing=()
 while read -r fn; do man_page 3 "$fn" || missing+=("$fn"); done <"$T/api"
 check "a zinc_*(3) page for each of the $(wc -l <"$T/api") functions" test ${#missing[@]} -eq 0
-[ ${#missing[@]} -eq 0 ] || echo "    missing: ${missing[*]}"
+explain "missing: ${missing[*]}"
 
 # ---- systemd unit ----
 echo "== [${SECONDS}s] systemd unit"
@@ -261,10 +265,11 @@ wait_daemon_gone() { # wait_daemon_gone PID...: true if all exit within 10 s
 }
 # exercise MNT WHAT: create a region through the mount and see it with zinc
 exercise() {
-	local mnt=$1 what=$2 pids
+	local mnt=$1 what=$2 pids got
 	pids=$(daemon_pids)
-	check "$what: mounted, type fuse.zincfs, source zincfs" \
-		test "$(findmnt -n -o FSTYPE,SOURCE --mountpoint "$mnt" | tr -s ' ')" = "fuse.zincfs zincfs"
+	got=$(findmnt -n -o FSTYPE,SOURCE --mountpoint "$mnt" | tr -s ' ')
+	check "$what: mounted, type fuse.zincfs, source zincfs${got:+ ($got)}" \
+		test "$got" = "fuse.zincfs zincfs"
 	check "$what: one daemon, /usr/bin/zincfs from the tree" test "$(echo $pids | wc -w)" = 1
 	echo "hello" >"$mnt/insttest_fs" && $ZINC info --json insttest_fs >"$T/info" 2>&1 || :
 	check "$what: region made through the mount (zinc info: capacity 8192, owner zincfs)" \
@@ -278,17 +283,22 @@ exercise() {
 }
 
 mkdir -p "$T/mnt1" "$T/mnt2" "$T/mnt3"
+# mount(8) turns a SOURCE that names an existing file into its full path:
+# run where no "zincfs" exists.
+cd "$T"
 OPTS="shm_dir=$SHM,region_size=8K"
 
 out=$(mount -v -t fuse.zincfs zincfs "$T/mnt1" -o "$OPTS" 2>&1) || fail "mount -t fuse.zincfs: $out"
 check "mount -t fuse.zincfs runs /sbin/mount.fuse.zincfs" \
 	grep -qF "mount.fuse.zincfs: running /usr/bin/zincfs zincfs $T/mnt1 -o" <<<"$out"
+explain "$out"
 exercise "$T/mnt1" "mount -t fuse.zincfs"
 
 out=$(mount -v -n -s -t zincfs zincfs "$T/mnt1" -o "$OPTS,nodev" 2>&1) ||
 	fail "mount -t zincfs: $out"
 check "mount -v -n -s -t zincfs runs /sbin/mount.zincfs" \
 	grep -qE "mount.zincfs: running /usr/bin/zincfs zincfs $T/mnt1 -o [^ ]*shm_dir=$SHM,region_size=8K" <<<"$out"
+explain "$out"
 exercise "$T/mnt1" "mount -t zincfs"
 
 # The helper by itself, as mount(8) calls it: -f (fake) only says what it
