@@ -90,7 +90,10 @@ trap cleanup EXIT
 daemon_pids() {
 	local d
 	for d in /proc/[0-9]*; do
-		[ "$(readlink "$d/exe" 2>/dev/null)" = /usr/bin/zincfs ] || continue
+		case $(readlink "$d/exe" 2>/dev/null) in
+		/usr/bin/zincfs|/usr/local/bin/zincfs) ;;
+		*) continue ;;
+		esac
 		tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -qF " $T/mnt" && echo "${d#/proc/}"
 	done
 }
@@ -99,7 +102,9 @@ MULTIARCH=$(gcc -print-multiarch 2>/dev/null || dpkg-architecture -qDEB_HOST_MUL
 [ -n "$MULTIARCH" ] || die "cannot tell the multiarch triplet"
 
 # ---- build and install into a destdir (unless --root) ----
+BUILT=
 if [ -z "$ROOT" ]; then
+	BUILT=1
 	echo "== [${SECONDS}s] meson setup --prefix=/usr, ninja, meson install --destdir"
 	meson setup "$T/build" "$SRC" --prefix=/usr -Dbuildtype=debugoptimized \
 		>"$T/build.log" 2>&1 || { cat "$T/build.log"; die "meson setup"; }
@@ -243,16 +248,6 @@ if [ -x "$T/prog" ]; then
 fi
 
 # ---- mounting ----
-echo "== [${SECONDS}s] mount -t fuse.zincfs, mount -t zincfs, fstab"
-# Put the tree where its files say they are (see the top of this file).
-for d in usr/bin usr/sbin "usr/lib/$MULTIARCH"; do
-	[ -d "$ROOT/$d" ] || continue
-	mount -t overlay "zinc-install-test" -o "lowerdir=$ROOT/$d:/$d" "/$d" ||
-		die "overlay of $ROOT/$d on /$d"
-	MOUNTS+=("/$d")
-done
-ZINC=/usr/bin/zinc
-
 fstype() { findmnt -n -o FSTYPE --mountpoint "$1"; }
 wait_daemon_gone() { # wait_daemon_gone PID...: true if all exit within 10 s
 	local p
@@ -270,8 +265,8 @@ exercise() {
 	got=$(findmnt -n -o FSTYPE,SOURCE --mountpoint "$mnt" | tr -s ' ')
 	check "$what: mounted, type fuse.zincfs, source zincfs${got:+ ($got)}" \
 		test "$got" = "fuse.zincfs zincfs"
-	check "$what: one daemon, /usr/bin/zincfs from the tree" test "$(echo $pids | wc -w)" = 1
-	echo "hello" >"$mnt/insttest_fs" && $ZINC info --json insttest_fs >"$T/info" 2>&1 || :
+	check "$what: one daemon, $DAEMON from the tree" test "$(echo $pids | wc -w)" = 1
+	echo "hello" >"$mnt/insttest_fs" && "$ROOT/usr/bin/zinc" info --json insttest_fs >"$T/info" 2>&1 || :
 	check "$what: region made through the mount (zinc info: capacity 8192, owner zincfs)" \
 		grep -qE "\"capacity\": 8192,.*\"owner_pid\": $pids," "$T/info"
 	check "$what: data through the mount" test "$(head -c 6 "$mnt/insttest_fs")" = "hello"
@@ -287,6 +282,36 @@ mkdir -p "$T/mnt1" "$T/mnt2" "$T/mnt3"
 # run where no "zincfs" exists.
 cd "$T"
 OPTS="shm_dir=$SHM,region_size=8K"
+
+if [ -n "$BUILT" ]; then
+	# meson's default prefix, /usr/local: mount(8) only looks for helpers
+	# in /sbin, so fuse3's /sbin/mount.fuse runs `zincfs` from PATH, which
+	# finds libzinc.so.1 once ldconfig ran (here into a private cache).
+	echo "== [${SECONDS}s] meson install with prefix /usr/local, ldconfig, mount -t fuse.zincfs"
+	meson configure "$T/build" --prefix=/usr/local >>"$T/build.log" 2>&1 &&
+		meson install -C "$T/build" --destdir "$T/local" >>"$T/build.log" 2>&1 ||
+		{ tail -30 "$T/build.log"; die "meson install with prefix /usr/local"; }
+	check "prefix /usr/local: the helper runs /usr/local/bin/zincfs" \
+		grep -qx "ZINCFS='/usr/local/bin/zincfs'" "$T/local/usr/local/sbin/mount.zincfs"
+	mount --bind "$T/local/usr/local" /usr/local && MOUNTS+=(/usr/local)
+	ldconfig -X -C "$T/ld.so.cache" &&  # -X: no links made anywhere
+		mount --bind "$T/ld.so.cache" /etc/ld.so.cache && MOUNTS+=(/etc/ld.so.cache)
+	DAEMON=/usr/local/bin/zincfs
+	out=$(mount -t fuse.zincfs zincfs "$T/mnt1" -o "$OPTS" 2>&1) ||
+		fail "prefix /usr/local: mount -t fuse.zincfs: $out"
+	exercise "$T/mnt1" "prefix /usr/local: mount -t fuse.zincfs"
+	umount /etc/ld.so.cache /usr/local && unset 'MOUNTS[-1]' 'MOUNTS[-1]'
+fi
+
+echo "== [${SECONDS}s] mount -t fuse.zincfs, mount -t zincfs, fstab"
+# Put the tree where its files say they are (see the top of this file).
+for d in usr/bin usr/sbin "usr/lib/$MULTIARCH"; do
+	[ -d "$ROOT/$d" ] || continue
+	mount -t overlay "zinc-install-test" -o "lowerdir=$ROOT/$d:/$d" "/$d" ||
+		die "overlay of $ROOT/$d on /$d"
+	MOUNTS+=("/$d")
+done
+DAEMON=/usr/bin/zincfs
 
 out=$(mount -v -t fuse.zincfs zincfs "$T/mnt1" -o "$OPTS" 2>&1) || fail "mount -t fuse.zincfs: $out"
 check "mount -t fuse.zincfs runs /sbin/mount.fuse.zincfs" \
