@@ -129,8 +129,8 @@ int32_t zinc_unlink(const char *name);
 
 /* Spin up to spin_ns nanoseconds watching the counter before sleeping in
  * zinc_wait on this handle (0, the default, never spins).  Worth it only
- * when both sides run on their own CPUs; ignored (set to 0) when the calling
- * thread may run on one CPU only.  Returns 0 or -EINVAL. */
+ * when both sides run on their own CPUs; the spin yields the CPU now and
+ * then, so a notifier on the same CPU still runs.  Returns 0 or -EINVAL. */
 int32_t zinc_set_spin(zinc_region *r, uint32_t spin_ns);
 
 /* Call fn(name, arg) for every object in the region directory whose name is

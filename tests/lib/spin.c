@@ -4,7 +4,7 @@
  * its spin returns 0 without ever sleeping or announcing itself (so the
  * notifier made no wake call); the spin is bounded by the timeout; after
  * the spin it sleeps and is woken normally; -EIDRM ends a spin; and a
- * waiter that may run on one CPU only never spins.
+ * spinning waiter yields to a notifier that shares its CPU.
  * Runs alone: it measures time and burns a CPU.
  */
 #include <sched.h>
@@ -177,10 +177,11 @@ static void test_spin_off_sleeps(void)
 	zinc_close(r);
 }
 
-/* With one CPU to run on, spinning would only keep the notifier off it:
- * zinc_set_spin (and ZINC_SPIN_NS) then set no spin, and the waiter goes
- * to sleep at once. */
-static void test_single_cpu_no_spin(void)
+/* Waiter and notifier on one CPU under SCHED_FIFO at the same priority:
+ * the notifier runs only when the waiter gives the CPU up, so a spin that
+ * never yields would hold it for the whole 2 s budget.  The spin yields,
+ * so the notification arrives at once. */
+static void test_same_cpu_spin_yields(void)
 {
 	zinc_region *r;
 	CHECK_OK(zinc_create("onecpu", tu_page(), &r));
@@ -189,50 +190,64 @@ static void test_single_cpu_no_spin(void)
 	int cpu = 0;
 	while (!CPU_ISSET(cpu, &mine))
 		cpu++;
-	for (int env = 0; env < 2; env++) {
-		int ready[2];
-		tu_pipe(ready);
-		pid_t pid = tu_fork();
-		if (pid == 0) {
-			cpu_set_t one;
-			CPU_ZERO(&one);
-			CPU_SET(cpu, &one);
-			CHECK_SYS(sched_setaffinity(0, sizeof(one), &one));
-			if (env)
-				setenv("ZINC_SPIN_NS", "2000000000", 1);
-			zinc_region *h;
-			CHECK_OK(zinc_open("onecpu", &h));
-			zinc_try_wait(h); /* what earlier rounds sent */
-			if (!env)
-				CHECK_OK(zinc_set_spin(h, LONG_SPIN_NS));
-			tu_put(ready[1], 'r');
+	int ready[2], go[2], out[2];
+	tu_pipe(ready);
+	tu_pipe(go);
+	tu_pipe(out);
+	pid_t pids[2];
+	for (int role = 0; role < 2; role++) {
+		pids[role] = tu_fork();
+		if (pids[role])
+			continue;
+		cpu_set_t one;
+		CPU_ZERO(&one);
+		CPU_SET(cpu, &one);
+		CHECK_SYS(sched_setaffinity(0, sizeof(one), &one));
+		struct sched_param sp = { .sched_priority = 1 };
+		CHECK_SYS(sched_setscheduler(0, SCHED_FIFO, &sp));
+		zinc_region *h;
+		CHECK_OK(zinc_open("onecpu", &h));
+		zinc_try_wait(h);
+		if (role == 0) { /* notifier: runs only if the waiter yields */
+			tu_put(ready[1], 'n');
+			CHECK_GET(go[0], 'g');
+			zinc_notify(h);
+		} else { /* waiter: from 'ready' to its wait without blocking */
+			CHECK_OK(zinc_set_spin(h, LONG_SPIN_NS));
+			tu_put(ready[1], 'w');
+			int64_t t0 = tu_now_ms();
 			CHECK_OK(zinc_wait(h, 20000));
-			zinc_close(h);
-			_exit(0);
+			int64_t ms = tu_now_ms() - t0;
+			tu_put_val(out[1], &ms, sizeof(ms));
 		}
-		CHECK_GET(ready[0], 'r');
-		int64_t t0 = tu_now_ms();
-		CHECK_ASLEEP(pid);
-		CHECK(tu_now_ms() - t0 < 1000); /* not a 2 s spin */
-		CHECK_EQ(tu_waiters(r), 1);
-		zinc_notify(r);
-		CHECK_CHILD_OK(pid);
-		close(ready[0]);
-		close(ready[1]);
+		zinc_close(h);
+		_exit(0);
 	}
+	CHECK_GET(ready[0], 'n');
+	CHECK_GET(ready[0], 'w');
+	tu_put(go[1], 'g');
+	int64_t ms = -1;
+	tu_get_val(out[0], &ms, sizeof(ms));
+	printf("  same-CPU spinning waiter woken after %lld ms\n", (long long)ms);
+	CHECK(ms >= 0 && ms < 500); /* not the 2 s spin budget */
+	CHECK_CHILD_OK(pids[0]);
+	CHECK_CHILD_OK(pids[1]);
+	int fds[] = { ready[0], ready[1], go[0], go[1], out[0], out[1] };
+	for (unsigned i = 0; i < 6; i++)
+		close(fds[i]);
 	zinc_close(r);
 }
 
 int main(void)
 {
 	tu_init();
-	TU_RUN(test_single_cpu_no_spin);
+	TU_RUN(test_same_cpu_spin_yields);
 	TU_RUN(test_spin_off_sleeps);
 	TU_RUN(test_sleep_after_spin);
 	cpu_set_t cpus;
 	CHECK_SYS(sched_getaffinity(0, sizeof(cpus), &cpus));
 	if (CPU_COUNT(&cpus) < 2) {
-		printf("only one CPU: libzinc never spins, spin tests skipped\n");
+		printf("only one CPU: the multi-CPU spin tests need two\n");
 		return T_PASS;
 	}
 	TU_RUN(test_notified_during_spin);
