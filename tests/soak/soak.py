@@ -30,6 +30,7 @@ import mmap
 import os
 import random
 import re
+import shutil
 import signal
 import struct
 import subprocess
@@ -113,7 +114,16 @@ class Proc:
         if not self.alive():
             return False
         os.kill(self.p.pid, signal.SIGKILL)
-        self.p.wait()
+        try:
+            self.p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            st = proc_stat(self.p.pid) or {}
+            self.soak.fail(f"{self.name} {self.p.pid} still alive 5 s after kill -9 "
+                           f"(state {st.get('state')}, wchan "
+                           f"{(read_text(f'/proc/{self.p.pid}/wchan') or '?').strip()})")
+            for c in self.soak.conns:
+                self.soak.abort_conn(c)
+            self.p.wait(timeout=30)
         self.killed += 1
         return True
 
@@ -131,15 +141,24 @@ class Soak:
     def __init__(self, a):
         self.a = a
         self.build = Path(a.build).resolve()
-        self.soakbin = self.build / "tests" / "soak" / "zinc-soak"
-        self.zincfs = self.build / "zincfs" / "zincfs"
-        self.zinc = self.build / "libzinc" / "tools" / "zinc"
-        for b in (self.soakbin, self.zincfs, self.zinc):
-            if not b.exists():
-                raise SystemExit(f"soak: {b} not built (ninja -C {self.build})")
         self.rng = random.Random(a.seed)
         self.base = Path(a.base or tempfile.mkdtemp(prefix="zinc-soak."))
         self.base.mkdir(parents=True, exist_ok=True)
+        # Private copies: a rebuild of the build dir during the run must
+        # not change (or briefly remove) the programs we restart.
+        (self.base / "bin").mkdir(exist_ok=True)
+        bins = []
+        # Same layout, so that the $ORIGIN/../libzinc run paths still work.
+        for rel in ("tests/soak/zinc-soak", "zincfs/zincfs", "libzinc/tools/zinc",
+                    "libzinc/libzinc.so.1"):
+            src = self.build / rel
+            if not src.exists():
+                raise SystemExit(f"soak: {src} not built (ninja -C {self.build})")
+            dst = self.base / "bin" / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+            bins.append(dst)
+        self.soakbin, self.zincfs, self.zinc = bins[:3]
         self.shm = self.base / "shm"
         self.mnt = self.base / "mnt"
         self.ledger = self.base / "ledger"
@@ -154,6 +173,8 @@ class Soak:
         self.daemon = None
         self.daemon_logs = []
         self.daemon_gen = 0
+        self.conns = []
+        self.wedged = []
         self.faults = {"producer": 0, "consumer": 0, "holder": 0, "zincfs": 0,
                        "region_all_holders": 0}
         self.dstate_samples = 0
@@ -197,6 +218,10 @@ class Soak:
             if time.monotonic() > deadline:
                 raise SystemExit("soak: zincfs did not mount within 10 s")
             time.sleep(0.01)
+        self.conn = os.minor(os.stat(self.mnt).st_dev)
+        self.conns.append(self.conn)
+        with open(self.base / "conns", "a") as f:
+            f.write(f"{self.conn}\n")
 
     def lazy_unmount(self):
         r = subprocess.run(["fusermount3", "-u", "-z", str(self.mnt)],
@@ -210,7 +235,12 @@ class Soak:
         self.ledger_set(OFF_DAEMON_GEN, self.daemon_gen)
         self.event(f"kill -9 zincfs {self.daemon.pid}")
         os.kill(self.daemon.pid, signal.SIGKILL)
-        self.daemon.wait()
+        try:
+            self.daemon.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.report_wedge(self.daemon.pid, "5 s after kill -9")
+            self.abort_conn(self.conn)
+            self.daemon.wait(timeout=10)
         self.lazy_unmount()
         self.faults["zincfs"] += 1
         time.sleep(self.rng.uniform(0.05, 0.5))
@@ -218,6 +248,37 @@ class Soak:
         self.event(f"zincfs {self.daemon.pid} mounted again")
         self.daemon_gen += 1
         self.ledger_set(OFF_DAEMON_GEN, self.daemon_gen)
+
+    def abort_conn(self, conn):
+        """Recover from a wedged FUSE connection (what an admin would do).
+        Never one that a mount outside our directory uses (ids are reused)."""
+        for line in (read_text("/proc/self/mountinfo") or "").splitlines():
+            f = line.split()
+            if f[2] == f"0:{conn}" and not f[4].startswith(str(self.base) + "/"):
+                return False
+        try:
+            with open(f"/sys/fs/fuse/connections/{conn}/abort", "w") as f:
+                f.write("1")
+            self.event(f"aborted FUSE connection {conn}")
+            return True
+        except OSError:
+            return False
+
+    def report_wedge(self, pid, when):
+        tasks = []
+        try:
+            for t in os.listdir(f"/proc/{pid}/task"):
+                st = proc_stat(f"{pid}/task/{t}") or {}
+                stack = (read_text(f"/proc/{pid}/task/{t}/stack") or "").split()
+                frames = [w.split("+")[0] for w in stack if "+0x" in w][:6]
+                tasks.append(f"task {t} {st.get('state')} {' <- '.join(frames)}")
+        except OSError:
+            pass
+        msg = (f"zincfs pid {pid} wedged {when} (a thread stuck in the kernel keeps the "
+               f"FUSE connection alive; its clients hang in D): {'; '.join(tasks)}")
+        self.wedged.append(msg)
+        self.event(msg)
+        self.fail(msg)
 
     # ---- D state
     def sample_dstate(self):
@@ -239,6 +300,9 @@ class Soak:
                     self.dstate_stuck.add(pid)
                     wchan = (read_text(f"/proc/{pid}/wchan") or "?").strip()
                     self.fail(f"pid {pid} ({st['comm']}) in D state for > 5 s (wchan {wchan})")
+                    self.event(f"pid {pid} ({st['comm']}) in D for > 5 s (wchan {wchan})")
+                    for c in self.conns[:-1]:
+                        self.abort_conn(c)  # old connections only; the live one stays
         for pid in list(self.dstate_since):
             if pid not in seen:
                 del self.dstate_since[pid]
@@ -556,6 +620,7 @@ class Soak:
         p(f"wait timeouts: idle {st['consumer.idle_timeouts']}, counter moved late "
           f"{st['consumer.benign_timeouts']}, during a zincfs restart "
           f"{st['consumer.excused_timeouts']}, undecided {st['consumer.lost_wake_undecided']}; "
+          f"waits >= 1 s that ended in a timely wake {st['consumer.long_waits_ok']}; "
           f"unchecked wakes {st['consumer.unchecked']}")
         p(f"faults injected: {sum(self.faults.values())}  (kill -9: producers "
           f"{self.faults['producer']}, consumers {self.faults['consumer']}, holders "
@@ -579,7 +644,8 @@ class Soak:
           f"{r.get('reclaimed_by_gc')}; zinc_* left at the end {r.get('left_at_end')}")
         dl = getattr(self, "daemon_lines", {})
         p(f"zincfs: {len(self.daemon_logs)} daemons started, error lines "
-          f"{dl.get('error')}, warning lines {dl.get('warning')}")
+          f"{dl.get('error')}, warning lines {dl.get('warning')}, wedged after kill -9 "
+          f"{len(self.wedged)} (recovered by aborting the FUSE connection)")
         if v:
             self.fail(f"{v} checker violations (see VIOLATION lines in {self.base}/logs)")
             for f in sorted((self.base / "logs").glob("*.log")):
@@ -605,10 +671,21 @@ def cleanup(s):
     for pr in s.procs:
         if pr.alive():
             pr.p.kill()
-            pr.p.wait()
     if s.daemon is not None and s.daemon.poll() is None:
         s.daemon.kill()
-        s.daemon.wait()
+    for p in [pr.p for pr in s.procs if pr.p is not None] + [s.daemon]:
+        if p is None:
+            continue
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            # stuck in D behind a wedged connection: abort them all
+            for c in s.conns:
+                s.abort_conn(c)
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                print(f"soak: pid {p.pid} cannot be killed", file=sys.stderr)
     for mp, fs in mounts_under(str(s.base)):
         if fs.startswith("fuse"):
             subprocess.run(["fusermount3", "-u", "-z", mp], stderr=subprocess.DEVNULL)
