@@ -326,6 +326,72 @@ static int init_region(struct zinc_region *r, size_t capacity)
 	return 0;
 }
 
+/* Take the owner's locks on a new object and fill it in. */
+static int own_and_init(struct zinc_region *r, int fd, size_t capacity)
+{
+	r->fd = fd;
+	r->owner = 1;
+	int rc = lock_byte(fd, F_WRLCK, LOCK_OWNER, 0);
+	if (!rc)
+		rc = lock_byte(fd, F_RDLCK, LOCK_HANDLE, LOCK_WAIT_MS);
+	if (!rc)
+		rc = init_region(r, capacity);
+	return rc;
+}
+
+/*
+ * Preferred: build the region in an unnamed file (O_TMPFILE) and link it
+ * under its name only once it is complete, so nobody ever sees it half-made
+ * and a failed create leaves nothing behind.  -EOPNOTSUPP if the directory's
+ * filesystem (or a missing /proc) does not allow it.
+ */
+static int create_unnamed(struct zinc_region *r, size_t capacity)
+{
+	char proc[64];
+	int fd = open(region_dir(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return errno == EISDIR || errno == EINVAL ? -EOPNOTSUPP
+							  : neg_errno(errno);
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	if (access(proc, F_OK) < 0) {
+		close(fd);
+		return -EOPNOTSUPP;
+	}
+	int rc = own_and_init(r, fd, capacity);
+	for (int attempt = 0; !rc; attempt++) {
+		if (linkat(AT_FDCWD, proc, AT_FDCWD, r->path, AT_SYMLINK_FOLLOW) == 0)
+			return 0;
+		if (errno != EEXIST)
+			rc = neg_errno(errno);
+		else if (attempt == 8)
+			rc = -EEXIST;
+		else
+			rc = remove_if_stale(r->path);
+	}
+	return rc; /* the caller closes fd: the unnamed file is gone */
+}
+
+/* Fallback: create the name first (O_EXCL), then fill it in. */
+static int create_named(struct zinc_region *r, size_t capacity)
+{
+	for (int attempt = 0; attempt < 8; attempt++) {
+		int fd = open_object(r->path, O_CREAT | O_EXCL);
+		if (fd < 0) {
+			if (errno != EEXIST)
+				return neg_errno(errno);
+			int rc = remove_if_stale(r->path);
+			if (rc)
+				return rc;
+			continue;
+		}
+		int rc = own_and_init(r, fd, capacity);
+		if (rc) /* never leave a half-made object behind */
+			remove_object(fd, r->path, NULL);
+		return rc;
+	}
+	return -EEXIST;
+}
+
 int32_t zinc_create(const char *name, uintptr_t capacity, zinc_region **out)
 {
 	char path[PATH_MAX];
@@ -337,41 +403,18 @@ int32_t zinc_create(const char *name, uintptr_t capacity, zinc_region **out)
 	if (capacity == 0 || capacity % page ||
 	    capacity > (uintptr_t)(INT64_MAX - (int64_t)page))
 		return -EINVAL;
-
-	for (int attempt = 0; attempt < 8; attempt++) {
-		int fd = open_object(path, O_CREAT | O_EXCL);
-		if (fd < 0) {
-			if (errno != EEXIST)
-				return neg_errno(errno);
-			int rc = remove_if_stale(path);
-			if (rc)
-				return rc;
-			continue;
-		}
-		struct zinc_region *r = new_handle(name, path);
-		int rc = r ? 0 : -ENOMEM;
-		if (r) {
-			r->fd = fd;
-			r->owner = 1;
-			rc = lock_byte(fd, F_WRLCK, LOCK_OWNER, 0);
-			if (!rc)
-				rc = lock_byte(fd, F_RDLCK, LOCK_HANDLE, LOCK_WAIT_MS);
-			if (!rc)
-				rc = init_region(r, capacity);
-		}
-		if (rc) {
-			/* Never leave a half-made object behind. */
-			remove_object(fd, path, NULL);
-			if (r)
-				free_handle(r);
-			else
-				close(fd);
-			return rc;
-		}
-		*out = r;
-		return 0;
+	struct zinc_region *r = new_handle(name, path);
+	if (!r)
+		return -ENOMEM;
+	int rc = create_unnamed(r, capacity);
+	if (rc == -EOPNOTSUPP)
+		rc = create_named(r, capacity);
+	if (rc) {
+		free_handle(r);
+		return rc;
 	}
-	return -EEXIST;
+	*out = r;
+	return 0;
 }
 
 int32_t zinc_open_ex(const char *name, uint32_t flags, zinc_region **out)
