@@ -20,6 +20,12 @@
 extern "C" {
 #endif
 
+/* libzinc is built with -fvisibility=hidden: what this header declares is
+ * its public ABI (also listed in libzinc/libzinc.map). */
+#if defined(__GNUC__) && __GNUC__ >= 4
+#pragma GCC visibility push(default)
+#endif
+
 /* Opaque handle; ABI-identical to zinc-core's `void *`.  A handle belongs to
  * the process that opened it: a child forked without exec must open its own
  * (it shares the parent's locks), and handles close on exec. */
@@ -191,6 +197,10 @@ int32_t zinc_watch(zinc_region *r, int on);
 /* 1 if the region's name was removed (see ZINC_FLAG_REMOVED), 0 if not,
  * -EINVAL for NULL. */
 int32_t zinc_removed(zinc_region *r);
+
+#if defined(__GNUC__) && __GNUC__ >= 4
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }
