@@ -10,6 +10,9 @@
 # --ci: 60 s.  Default: 600 s.  Exits non-zero on any violation, lost wake,
 # leftover zinc_* object, process stuck in D state, bad exit or zincfs error.
 # Must run as root.  Always cleans up (unmount, kill, remove the tmpfs).
+# Other options go to tests/soak/soak.py (--help): e.g. --seed N, --keep,
+# --tolerate-wedge (report, not fail, a zincfs wedged after kill -9; see
+# tests/soak/repro-inval-wedge.py).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -23,7 +26,7 @@ while [ $# -gt 0 ]; do
 	--keep) keep=1; args+=("$1") ;;
 	--seconds) [ $# -ge 2 ] || die "--seconds needs a value"; seconds=$2; shift ;;
 	--seconds=*) seconds=${1#--seconds=} ;;
-	-h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) args+=("$1") ;;
 	esac
 	shift

@@ -236,9 +236,9 @@ class Soak:
         self.event(f"kill -9 zincfs {self.daemon.pid}")
         os.kill(self.daemon.pid, signal.SIGKILL)
         try:
-            self.daemon.wait(timeout=5)
+            self.daemon.wait(timeout=3)
         except subprocess.TimeoutExpired:
-            self.report_wedge(self.daemon.pid, "5 s after kill -9")
+            self.report_wedge(self.daemon.pid, "3 s after kill -9")
             self.abort_conn(self.conn)
             self.daemon.wait(timeout=10)
         self.lazy_unmount()
@@ -278,7 +278,10 @@ class Soak:
                f"FUSE connection alive; its clients hang in D): {'; '.join(tasks)}")
         self.wedged.append(msg)
         self.event(msg)
-        self.fail(msg)
+        if self.a.tolerate_wedge:
+            log(f"tolerated: {msg}")
+        else:
+            self.fail(msg)
 
     # ---- D state
     def sample_dstate(self):
@@ -717,6 +720,10 @@ def main():
                     help="mean seconds between kills of zincfs")
     ap.add_argument("--no-faults", dest="faults", action="store_false")
     ap.add_argument("--tmpfs-size", default="8m")
+    ap.add_argument("--tolerate-wedge", action="store_true",
+                    help="a zincfs that cannot die after kill -9 (a thread stuck in a page "
+                         "cache invalidation; recovered by aborting the FUSE connection) is "
+                         "reported but does not fail the run")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     a = ap.parse_args()
     if a.seed is None:
