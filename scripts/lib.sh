@@ -6,7 +6,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # Debian packages the build, the daemon and the tests use.
 ZINC_PACKAGES=(gcc meson ninja-build pkg-config libfuse3-dev fuse3
 	python3 python3-pytest inotify-tools attr util-linux procps
-	man-db groff-base mandoc valgrind)
+	man-db groff-base mandoc valgrind clang libclang-rt-dev
+	dpkg-dev debhelper lintian)
 
 die() { echo "error: $*" >&2; exit 1; }
 

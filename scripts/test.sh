@@ -51,3 +51,8 @@ step "zincfs tests with the daemon under valgrind"
 ZINC_BUILD_DIR="$ROOT/build" \
 ZINCFS_WRAPPER="valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99" \
 	$PYTEST tests/zincfs
+
+step "install test (meson install, pkg-config, mount helper, fstab, systemd unit)"
+tests/install/test-install.sh
+step "Debian packages (dpkg-buildpackage, dpkg-deb -c, lintian)"
+tests/install/test-deb.sh
