@@ -18,6 +18,8 @@ stop_all() {
 	if [ -f "$PIDFILE" ]; then
 		kill "$(cat "$PIDFILE")" 2>/dev/null || true
 		rm -f "$PIDFILE"
+		# Killed, the producer could not close its region: remove it.
+		build/libzinc/tools/zinc rm -f demo || true
 	fi
 	if grep -qs " $MNT fuse.zincfs " /proc/mounts; then
 		fusermount3 -u "$MNT" && echo "unmounted $MNT"
