@@ -16,8 +16,47 @@
  *   removed by anyone appear/disappear at once), and jobs from workers:
  *   writes to NAME.notify while the data file is open (invalidate, then
  *   zinc_notify, publish, reply; without an open data file the worker does
- *   it itself, see notify_request) and entry removal for regions that went
- *   away.
+ *   it itself, see notify_request).
+ *
+ * - the entry thread: the kernel's directory entries (notify_delete for
+ *   regions that went away, attribute invalidation after chmod/chown of an
+ *   object).  It answers no request.
+ *
+ * Why entries have a thread of their own (every wait of every thread that
+ * calls into the kernel, and who ends it):
+ *
+ * - notify_delete / inval_entry take the directory's inode lock, and
+ *   notify_delete then each victim's inode lock (NAME, NAME.notify,
+ *   NAME.wait).  The kernel holds those locks while their holders wait for
+ *   our answer: a write(2) to NAME.notify holds NAME.notify's lock until its
+ *   WRITE is answered; write/truncate/fsync of NAME hold NAME's; create,
+ *   unlink and lookups hold the directory's.  So the thread that calls them
+ *   must never be the one that has to answer such a request: the control
+ *   thread answers .notify writes (J_NOTIFY), and a J_DELETE queued in front
+ *   of a J_NOTIFY on the same thread waited for the writer that waited for
+ *   the J_NOTIFY (tests/fuzz/repro/notify_delete_deadlock.py).  The entry
+ *   thread answers nothing, and every lock it waits for is released by a
+ *   request that a worker (create, unlink, lookup, write, setattr, fsync of
+ *   NAME: answered at once) or the control thread (writes to NAME.notify)
+ *   answers without ever waiting for the entry thread.
+ * - notify_inval_inode of the data file (control thread for J_NOTIFY, watch
+ *   groups) takes no inode lock.  It waits for NAME's folio locks (held by
+ *   reads, faults and writes of NAME while a worker answers them) and for
+ *   the write-back of dirty mmap pages (a WRITE that a worker answers).
+ *   Workers never wait for our threads (zfs_lock is never held across a
+ *   call into the kernel that can block; notify_poll and replies do not
+ *   block), so a worker is always free again soon, even with -s or
+ *   max_threads=1.  It never runs inside a handler (a worker may be the
+ *   only one free) nor on a thread that answers reads or writes of NAME.
+ *   The requests the control thread answers (.notify writes) and the groups
+ *   answer (.wait reads: no inode lock, and no folio of NAME) hold nothing
+ *   that the invalidation waits for.
+ * - The control thread and the groups never wait for the entry thread; the
+ *   entry thread may wait for them (through a .notify writer's lock).  No
+ *   cycle remains.
+ * - At exit the workers are gone: a kernel call that needs one would wait
+ *   until the connection ends.  Queued entry jobs are then dropped and
+ *   J_NOTIFY jobs skip the invalidation (see watcher_stop).
  */
 #include <errno.h>
 #include <linux/futex.h>
@@ -254,7 +293,7 @@ void watch_update_locked(struct region *r)
 
 /* ---- control thread ---- */
 
-enum { J_NOTIFY, J_CLOSE, J_DELETE };
+enum { J_NOTIFY, J_CLOSE, J_DELETE, J_ATTR };
 
 struct job {
 	int type;
@@ -271,6 +310,13 @@ static struct job *jobs, **jobs_tail = &jobs;
 static int ino_fd = -1, ev_fd = -1;
 static pthread_t ctl_tid;
 static int ctl_started, ctl_stop;
+
+/* The entry thread's queue (J_DELETE, J_ATTR); see the top of the file. */
+static pthread_mutex_t ent_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t ent_cond = PTHREAD_COND_INITIALIZER;
+static struct job *ent_jobs, **ent_tail = &ent_jobs;
+static pthread_t ent_tid;
+static int ent_started, ent_stop;
 
 static void job_push(struct job *j)
 {
@@ -354,38 +400,97 @@ void notify_request(fuse_req_t req, struct region *r, size_t size, int close)
 		fuse_reply_err(req, 0);
 }
 
-void job_delete_entries(const char *name, uint64_t slot)
+/* ---- the entry thread ---- */
+
+static void ent_push(int type, const char *name, uint64_t slot)
 {
 	size_t len = strlen(name);
 	struct job *j = calloc(1, sizeof(*j) + len + 1);
 	if (!j)
 		return;
-	j->type = J_DELETE;
+	j->type = type;
 	j->slot = slot;
 	memcpy(j->name, name, len + 1);
-	job_push(j);
+	pthread_mutex_lock(&ent_lock);
+	if (ent_stop) { /* exiting: the kernel's entries go with the mount */
+		pthread_mutex_unlock(&ent_lock);
+		free(j);
+		return;
+	}
+	*ent_tail = j;
+	ent_tail = &j->next;
+	pthread_cond_signal(&ent_cond);
+	pthread_mutex_unlock(&ent_lock);
 }
 
-static void run_job(struct job *j)
+/* May be called with zfs_lock held: it only queues. */
+void job_delete_entries(const char *name, uint64_t slot)
+{
+	ent_push(J_DELETE, name, slot);
+}
+
+static void run_entry_job(struct job *j)
 {
 	static const char *const sfx[] = { "", ".notify", ".wait" };
 	char buf[ZINC_NAME_MAX + 16];
-	if (j->type == J_DELETE) {
-		for (int k = K_DATA; k <= K_WAIT; k++) {
-			int n = snprintf(buf, sizeof(buf), "%s%s", j->name, sfx[k]);
-			fuse_lowlevel_notify_delete(zfs_se, ROOT_INO, INO(j->slot, k),
-						    buf, (size_t)n);
+	for (int k = K_DATA; k <= K_WAIT; k++) {
+		if (j->type == J_ATTR) {
+			/* chmod/chown of the object: attributes only */
+			fuse_lowlevel_notify_inval_inode(zfs_se, INO(j->slot, k), -1, 0);
+			continue;
 		}
-		return;
+		int n = snprintf(buf, sizeof(buf), "%s%s", j->name, sfx[k]);
+		fuse_lowlevel_notify_delete(zfs_se, ROOT_INO, INO(j->slot, k), buf,
+					    (size_t)n);
 	}
+}
+
+static void *entry_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&ent_lock);
+	for (;;) {
+		while (!ent_jobs && !ent_stop)
+			pthread_cond_wait(&ent_cond, &ent_lock);
+		if (ent_stop)
+			break;
+		struct job *j = ent_jobs;
+		ent_jobs = j->next;
+		if (!ent_jobs)
+			ent_tail = &ent_jobs;
+		pthread_mutex_unlock(&ent_lock);
+		run_entry_job(j);
+		free(j);
+		pthread_mutex_lock(&ent_lock);
+	}
+	/* Exiting: no worker answers any more, so the kernel could hold us
+	 * (a lock whose holder waits for an answer); the entries go with the
+	 * mount anyway. */
+	while (ent_jobs) {
+		struct job *j = ent_jobs;
+		ent_jobs = j->next;
+		free(j);
+	}
+	ent_tail = &ent_jobs;
+	pthread_mutex_unlock(&ent_lock);
+	return NULL;
+}
+
+/* ---- control thread jobs ---- */
+
+static void run_job(struct job *j)
+{
 	struct region *r = j->r;
 	int fault = 0;
 	/* Every notification up to seq0 was made before the invalidation
 	 * below starts, so it covers their data. */
 	uint32_t seq0 = region_seq(r, &fault);
 	/* Write back and drop the data file's cache before anyone is woken:
-	 * a writer through mmap that then notifies publishes its data. */
-	fuse_lowlevel_notify_inval_inode(zfs_se, INO(r->slot, K_DATA), 0, 0);
+	 * a writer through mmap that then notifies publishes its data.  Not
+	 * once the loop has ended: no worker would write dirty pages back,
+	 * and the mount goes away with us. */
+	if (!__atomic_load_n(&ctl_stop, __ATOMIC_ACQUIRE))
+		fuse_lowlevel_notify_inval_inode(zfs_se, INO(r->slot, K_DATA), 0, 0);
 	int err = 0;
 	LOCK();
 	if (r->gone)
@@ -460,8 +565,7 @@ static void on_dir_event(const struct inotify_event *e)
 		slot = r->slot;
 	UNLOCK();
 	if (slot) /* chmod/chown of the object: refresh attributes */
-		for (int k = K_DATA; k <= K_WAIT; k++)
-			fuse_lowlevel_notify_inval_inode(zfs_se, INO(slot, k), -1, 0);
+		ent_push(J_ATTR, name, slot);
 }
 
 static void *control_main(void *arg)
@@ -509,6 +613,11 @@ int watcher_start(void)
 		log_error("cannot watch %s: %s", zfs_cfg.shm_dir, strerror(errno));
 		return -1;
 	}
+	if (start_thread(&ent_tid, entry_main, NULL)) {
+		log_error("cannot start the entry thread");
+		return -1;
+	}
+	ent_started = 1;
 	if (start_thread(&ctl_tid, control_main, NULL)) {
 		log_error("cannot start the control thread");
 		return -1;
@@ -545,6 +654,14 @@ int watcher_stop(void)
 			/* see job_push */
 		}
 		if (join_within(ctl_tid, 2))
+			stuck = 1;
+	}
+	if (ent_started) {
+		pthread_mutex_lock(&ent_lock);
+		ent_stop = 1;
+		pthread_cond_signal(&ent_cond);
+		pthread_mutex_unlock(&ent_lock);
+		if (join_within(ent_tid, 2))
 			stuck = 1;
 	}
 	if (stuck) {

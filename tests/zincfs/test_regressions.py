@@ -1,0 +1,103 @@
+# SPDX-License-Identifier: MIT
+"""Regression tests for daemon bugs found by the fuzzer and by flaky runs."""
+import os
+import select
+import subprocess
+import time
+
+from conftest import SLOW, proc_state
+
+PY = "/usr/bin/python3"
+
+# Writers hammer x.notify while x's data file is open (so each write is
+# answered after the data file's invalidation, off the worker), and a remover
+# keeps creating x through the mount and removing its object underneath
+# (each removal drops the kernel's entries for x, x.notify, x.wait).  Prints
+# the number of completed .notify writes every 0.1 s.
+NOTIFY_VS_DELETE = r"""
+import os, sys, threading, time
+mnt, shm, secs = sys.argv[1], sys.argv[2], float(sys.argv[3])
+stop = time.monotonic() + secs
+done = [0]
+
+def writer():
+    while time.monotonic() < stop:
+        try:
+            fd = os.open(os.path.join(mnt, "x.notify"), os.O_WRONLY)
+        except OSError:
+            time.sleep(0.0005)
+            continue
+        try:
+            for _ in range(20):
+                os.write(fd, b"1")
+                done[0] += 1
+        except OSError:
+            time.sleep(0.0005)
+        finally:
+            os.close(fd)
+
+def remover():
+    while time.monotonic() < stop:
+        try:
+            fd = os.open(os.path.join(mnt, "x"), os.O_CREAT | os.O_RDWR, 0o600)
+        except OSError:
+            continue
+        try:
+            time.sleep(0.002)
+            os.unlink(os.path.join(shm, "zinc_x"))
+            time.sleep(0.002)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+ts = [threading.Thread(target=writer, daemon=True) for _ in range(3)]
+ts.append(threading.Thread(target=remover, daemon=True))
+for t in ts:
+    t.start()
+while any(t.is_alive() for t in ts):
+    print(done[0], flush=True)
+    time.sleep(0.1)
+print("end", done[0], flush=True)
+"""
+
+
+def test_notify_write_vs_region_removal_no_deadlock(zfs):
+    """A region removed while its .notify file is being written (data file
+    open) must not deadlock: dropping the kernel's entries takes the
+    .notify inode's lock, which the writer holds until its write is
+    answered, so the entry drop must never queue in front of that answer
+    (tests/fuzz/repro/notify_delete_deadlock.py)."""
+    secs = 6
+    c = zfs.spawn([PY, "-c", NOTIFY_VS_DELETE, str(zfs.mnt), str(zfs.shm), str(secs)],
+                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    last, last_t = -1, time.monotonic()
+    stalled = None
+    while True:
+        r, _, _ = select.select([c.stdout], [], [], 0.5)
+        line = c.stdout.readline().decode() if r else ""
+        if line.startswith("end"):
+            last = int(line.split()[1])
+            break
+        now = time.monotonic()
+        if line.strip().isdigit() and int(line) != last:
+            last, last_t = int(line), now
+        elif now - last_t > 3 * SLOW:
+            stalled = (f"no .notify write completed for {now - last_t:.1f}s "
+                       f"(after {last}); writer states: "
+                       + " ".join(f"{t}:{proc_state(c.pid, t)}"
+                                  for t in os.listdir(f"/proc/{c.pid}/task")))
+            break
+    if stalled:
+        zfs.abort_connection()  # the only way out of the kernel deadlock
+        c.kill()
+        c.wait(10 * SLOW)
+        zfs.kill()  # the daemon's thread is stuck in the kernel too
+        raise AssertionError(stalled)
+    c.wait(10 * SLOW)
+    assert c.returncode == 0, c.stderr.read().decode()
+    assert last > 100, f"only {last} .notify writes completed in {secs}s"
+    # still serving afterwards
+    os.close(os.open(zfs.path("after"), os.O_CREAT | os.O_WRONLY, 0o600))
+    with open(zfs.path("after.notify"), "w") as f:
+        f.write("1")
