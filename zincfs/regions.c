@@ -513,7 +513,13 @@ int region_resize_locked(struct region *r, uint64_t size, int self_opens)
 	GUARDED(rc = zinc_handle_stat(r->h, &info), rc = -EIO);
 	if (rc)
 		return rc;
-	if (info.ref_count > 1 || r->open > self_opens || r->refs > 1)
+	/* Another libzinc handle anywhere: info.others, a probe of the
+	 * handles' kernel locks (our own handle's lock does not count), exact
+	 * even after a holder died.  Not info.ref_count: it is advisory, and a
+	 * SIGKILLed holder leaves it high for ever.  Then other open files in
+	 * the mount (the one being truncated does not count) and in-flight
+	 * users of r (ours is the caller's). */
+	if (info.others || r->open > self_opens || r->refs > 1)
 		return -EBUSY;
 	if (fstat(zinc_fd(r->h), &st) < 0)
 		return -errno;

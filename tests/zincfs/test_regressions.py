@@ -101,3 +101,30 @@ def test_notify_write_vs_region_removal_no_deadlock(zfs):
     os.close(os.open(zfs.path("after"), os.O_CREAT | os.O_WRONLY, 0o600))
     with open(zfs.path("after.notify"), "w") as f:
         f.write("1")
+
+
+def test_resize_after_holder_was_sigkilled(zfs):
+    """A libzinc holder killed with SIGKILL leaves the header's advisory
+    ref_count high for ever; the resize decision must use the exact
+    handle-lock probe (zinc_info.others), so the region can be resized once
+    the holder is gone, and a live holder still gives EBUSY."""
+    assert zfs.sh("touch held").returncode == 0
+    z = zfs.zinc()
+    z.open("held")
+    assert z.stat("held")["refs"] >= 2  # zincfs's owner handle + z
+    r = zfs.sh("truncate -s 64K held")
+    assert r.returncode != 0 and "Device or resource busy" in r.stderr, r
+    z.p.kill()
+    z.p.wait(10 * SLOW)
+    z2 = zfs.zinc()
+    info = z2.stat("held")
+    assert info["refs"] >= 2, info  # still counts the dead holder
+    r = zfs.sh("truncate -s 64K held")
+    assert r.returncode == 0, r.stderr
+    assert os.stat(zfs.path("held")).st_size == 65536
+    assert z2.stat("held")["capacity"] == 65536
+    z2.open("held")  # a live holder again: EBUSY
+    r = zfs.sh("truncate -s 8K held")
+    assert r.returncode != 0 and "Device or resource busy" in r.stderr, r
+    assert os.stat(zfs.path("held")).st_size == 65536
+    z2.exit()
