@@ -3,8 +3,10 @@
  * zincfs: every libzinc region as files (NAME, NAME.notify, NAME.wait).
  * This file: command line, logging, mount, daemonizing, the loop, exit.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -210,6 +212,196 @@ static void daemonize_done(char status)
 	ready_fd = -1;
 }
 
+/* ---- our mount vanishing from our mount namespace ----
+ *
+ * The kernel ends the session (the workers read ENODEV) only when the last
+ * mount of the file system goes.  A program that copies the mount table
+ * into a new mount namespace with private propagation (`unshare --mount
+ * --propagation private`, as tests/install does, a sandboxed service...)
+ * holds a copy of our mount that `fusermount3 -u` here never reaches: the
+ * unmount succeeds and zincfs used to idle on until that namespace died.
+ * So the control thread watches /proc/self/mountinfo (POLLPRI on every
+ * mount change) and, when no mount of our file system is left in our
+ * namespace and the kernel has not ended the session by itself, looks for
+ * one in the other namespaces: if there is one, it is such a copy, and
+ * zincfs exits as for `fusermount3 -u` (the copy then gives ENOTCONN, as
+ * after any daemon exit).  If there is none, it was a lazy unmount
+ * (`umount -l`) with files still open: zincfs serves them until the kernel
+ * ends the session at the last close, as every FUSE daemon does.
+ */
+
+static char mount_dev[32];  /* "major:minor" of our mount; "" if unknown */
+static int mount_gone;      /* handled: our mount left our namespace */
+static pthread_t main_tid;
+static int loop_done;       /* the session loop has returned */
+static int exit_requested;  /* we ended the loop: the mount is gone here */
+
+/* "\040" etc. in mountinfo -> bytes, in place. */
+static void unescape_octal(char *s)
+{
+	char *o = s;
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' &&
+		    s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
+			*o++ = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 | (s[3] - '0'));
+			s += 3;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = '\0';
+}
+
+/* Parse a mountinfo line: device, mount point (unescaped), fs type. */
+static int parse_mountinfo(char *line, char **dev, char **mp, char **type)
+{
+	char *save = NULL, *f[5];
+	for (int i = 0; i < 5; i++)
+		if (!(f[i] = strtok_r(i ? NULL : line, " \n", &save)))
+			return -1;
+	char *t;
+	while ((t = strtok_r(NULL, " \n", &save)) && strcmp(t, "-"))
+		; /* optional fields */
+	if (!t || !(t = strtok_r(NULL, " \n", &save)))
+		return -1;
+	unescape_octal(f[4]);
+	*dev = f[2];
+	*mp = f[4];
+	*type = t;
+	return 0;
+}
+
+/* 1 if the mountinfo file at path lists a FUSE mount of device dev (or,
+ * with mp, learns dev from the last FUSE mount on mp); 0 if not; -1 if it
+ * cannot be read. */
+static int mountinfo_find(const char *path, const char *dev, const char *mp)
+{
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -1;
+	char *line = NULL, *d, *m, *t;
+	size_t cap = 0;
+	int found = 0;
+	while (getline(&line, &cap, f) > 0) {
+		if (parse_mountinfo(line, &d, &m, &t) || strncmp(t, "fuse", 4))
+			continue;
+		if (mp && strcmp(m, mp) == 0) {
+			snprintf(mount_dev, sizeof(mount_dev), "%s", d);
+			found = 1; /* keep going: the last one is on top */
+		} else if (!mp && strcmp(d, dev) == 0) {
+			found = 1;
+			break;
+		}
+	}
+	free(line);
+	fclose(f);
+	return found;
+}
+
+/* pid of a process in another mount namespace that has our mount, or 0. */
+static pid_t mount_elsewhere(void)
+{
+	struct stat self;
+	if (stat("/proc/self/ns/mnt", &self) < 0)
+		return 0;
+	DIR *d = opendir("/proc");
+	if (!d)
+		return 0;
+	ino_t seen[256];
+	size_t nseen = 0;
+	pid_t found = 0;
+	struct dirent *e;
+	char path[64];
+	while (!found && (e = readdir(d))) {
+		char *end;
+		long pid = strtol(e->d_name, &end, 10);
+		struct stat ns;
+		if (*end || pid <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%ld/ns/mnt", pid);
+		if (stat(path, &ns) < 0 || (ns.st_ino == self.st_ino && ns.st_dev == self.st_dev))
+			continue;
+		size_t i;
+		for (i = 0; i < nseen && seen[i] != ns.st_ino; i++)
+			;
+		if (i < nseen)
+			continue; /* this namespace was read already */
+		if (nseen < sizeof(seen) / sizeof(seen[0]))
+			seen[nseen++] = ns.st_ino;
+		snprintf(path, sizeof(path), "/proc/%ld/mountinfo", pid);
+		if (mountinfo_find(path, mount_dev, NULL) == 1)
+			found = (pid_t)pid;
+	}
+	closedir(d);
+	return found;
+}
+
+static void on_wakeup(int sig)
+{
+	(void)sig; /* only interrupts the main thread's wait */
+}
+
+/* End the session loop as a signal would, from a thread of ours. */
+static void end_loop(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_wakeup; /* no SA_RESTART: sem_wait/read get EINTR */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);
+	__atomic_store_n(&exit_requested, 1, __ATOMIC_RELEASE);
+	fuse_session_exit(zfs_se);
+	/* The loop checks the exit flag, then sleeps: a wakeup that lands
+	 * between the two is lost, so repeat until it has returned. */
+	for (int i = 0; !__atomic_load_n(&loop_done, __ATOMIC_ACQUIRE); i++) {
+		pthread_kill(main_tid, SIGUSR1);
+		struct timespec ts = { 0, 20 * 1000000L };
+		nanosleep(&ts, NULL);
+		if (i == 500)
+			log_warn("the session loop does not end; still trying");
+	}
+}
+
+int zfs_mount_watch_open(void)
+{
+	if (!zfs_cfg.mountpoint || mountinfo_find("/proc/self/mountinfo", NULL,
+						  zfs_cfg.mountpoint) != 1) {
+		log_info("cannot find our mount in /proc/self/mountinfo: "
+			 "not watching for its removal");
+		mount_dev[0] = '\0';
+		return -1;
+	}
+	int fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		log_info("/proc/self/mountinfo: %s", strerror(errno));
+	return fd;
+}
+
+/* The control thread's poll(2) of the fd from zfs_mount_watch_open()
+ * reported a change of our namespace's mount table (each poll re-arms it). */
+void zfs_mount_changed(void)
+{
+	if (mount_gone || !mount_dev[0] ||
+	    mountinfo_find("/proc/self/mountinfo", mount_dev, NULL) != 0)
+		return;
+	mount_gone = 1;
+	/* An unmount here ends the session at once (the device then reports
+	 * POLLERR), unless another mount of the file system is left. */
+	struct pollfd pf = { .fd = fuse_session_fd(zfs_se), .events = 0 };
+	if (poll(&pf, 1, 1000) == 1 && (pf.revents & POLLERR))
+		return;
+	pid_t pid = mount_elsewhere();
+	if (!pid) {
+		log_info("%s was unmounted lazily: serving the files still open",
+			 zfs_cfg.mountpoint);
+		return;
+	}
+	log_warn("%s was unmounted, but a copy of the mount is still in another "
+		 "mount namespace (process %ld, e.g. made by unshare): exiting",
+		 zfs_cfg.mountpoint, (long)pid);
+	end_loop();
+}
+
 static void raise_fd_limit(void)
 {
 	struct rlimit rl;
@@ -304,9 +496,11 @@ int main(int argc, char **argv)
 		goto out_signals;
 	}
 	mounted = 1;
+	zfs_cfg.mountpoint = opts.mountpoint;
 	if (!opts.foreground && daemonize_start() != 0)
 		goto out_unmount;
 	/* Threads only after fork. */
+	main_tid = pthread_self();
 	if (watcher_start() != 0) {
 		daemonize_done(1);
 		goto out_unmount;
@@ -327,6 +521,7 @@ int main(int argc, char **argv)
 		rc = fuse_session_loop_mt(zfs_se, cfg);
 		fuse_loop_cfg_destroy(cfg);
 	}
+	__atomic_store_n(&loop_done, 1, __ATOMIC_RELEASE);
 	ret = rc < 0 ? 1 : 0; /* > 0: ended by a signal, a clean exit */
 	if (rc < 0)
 		log_error("session loop failed: %s", strerror(-rc));
@@ -339,6 +534,20 @@ int main(int argc, char **argv)
 	LOCK();
 	waiters_fail_all_locked(ENOTCONN);
 	UNLOCK();
+	if (__atomic_load_n(&exit_requested, __ATOMIC_ACQUIRE)) {
+		/* Our mount is gone from our namespace: there is nothing to
+		 * unmount here, and a lazy unmount of the mount point could
+		 * hit somebody else's mount made there since.  libfuse skips
+		 * the unmount when the device reports POLLERR: put a pipe with
+		 * no reader in its place (closing the device ends the
+		 * connection, and so the copy elsewhere). */
+		int p[2];
+		if (pipe2(p, O_CLOEXEC) == 0) {
+			close(p[0]);
+			dup2(p[1], fuse_session_fd(zfs_se));
+			close(p[1]);
+		}
+	}
 	fuse_session_unmount(zfs_se);
 	fuse_remove_signal_handlers(zfs_se);
 	if (stuck) {

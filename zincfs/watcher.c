@@ -13,7 +13,8 @@
  *   One group exists per 127 watched regions, never one thread per region.
  *
  * - the control thread: inotify on the region directory (regions made or
- *   removed by anyone appear/disappear at once), and jobs from workers:
+ *   removed by anyone appear/disappear at once), our mount's presence in
+ *   /proc/self/mountinfo (main.c, zfs_mount_changed), and jobs from workers:
  *   writes to NAME.notify while the data file is open (invalidate, then
  *   zinc_notify, publish, reply; without an open data file the worker does
  *   it itself, see notify_request).
@@ -307,7 +308,7 @@ struct job {
 
 static pthread_mutex_t jobs_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct job *jobs, **jobs_tail = &jobs;
-static int ino_fd = -1, ev_fd = -1;
+static int ino_fd = -1, ev_fd = -1, mnt_fd = -1;
 static pthread_t ctl_tid;
 static int ctl_started, ctl_stop;
 
@@ -572,11 +573,14 @@ static void *control_main(void *arg)
 {
 	(void)arg;
 	char buf[64 * 1024] __attribute__((aligned(__alignof__(struct inotify_event))));
-	struct pollfd pf[2] = { { .fd = ino_fd, .events = POLLIN },
-				{ .fd = ev_fd, .events = POLLIN } };
+	struct pollfd pf[3] = { { .fd = ino_fd, .events = POLLIN },
+				{ .fd = ev_fd, .events = POLLIN },
+				{ .fd = mnt_fd, .events = POLLPRI } };
 	for (;;) {
-		if (poll(pf, 2, -1) < 0 && errno != EINTR)
+		if (poll(pf, mnt_fd >= 0 ? 3 : 2, -1) < 0 && errno != EINTR)
 			break;
+		if (mnt_fd >= 0 && pf[2].revents)
+			zfs_mount_changed(); /* may end the session loop */
 		if (pf[1].revents) {
 			uint64_t v;
 			if (read(ev_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
@@ -613,6 +617,7 @@ int watcher_start(void)
 		log_error("cannot watch %s: %s", zfs_cfg.shm_dir, strerror(errno));
 		return -1;
 	}
+	mnt_fd = zfs_mount_watch_open();
 	if (start_thread(&ent_tid, entry_main, NULL)) {
 		log_error("cannot start the entry thread");
 		return -1;
@@ -685,5 +690,7 @@ int watcher_stop(void)
 	}
 	close(ino_fd);
 	close(ev_fd);
+	if (mnt_fd >= 0)
+		close(mnt_fd);
 	return 0;
 }

@@ -20,11 +20,17 @@ struct zfs_config {
 	uint64_t region_size;   /* capacity of regions created via the mount */
 	int debug;
 	size_t page;
+	const char *mountpoint; /* absolute, once mounted */
 };
 extern struct zfs_config zfs_cfg;
 extern struct fuse_session *zfs_se;
 
 enum { LOG_ERR_ = 0, LOG_WARN_ = 1, LOG_INFO_ = 2 };
+/* Watching our mount (main.c): an fd of /proc/self/mountinfo to poll for
+ * POLLPRI, or -1; zfs_mount_changed() when it fires. */
+int zfs_mount_watch_open(void);
+void zfs_mount_changed(void);
+
 void zfs_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #define log_error(...) zfs_log(LOG_ERR_, __VA_ARGS__)
 #define log_warn(...) zfs_log(LOG_WARN_, __VA_ARGS__)

@@ -5,7 +5,7 @@ import select
 import subprocess
 import time
 
-from conftest import SLOW, proc_state
+from conftest import PAGE, SLOW, proc_state, run, wait_until
 
 PY = "/usr/bin/python3"
 
@@ -128,3 +128,58 @@ def test_resize_after_holder_was_sigkilled(zfs):
     assert r.returncode != 0 and "Device or resource busy" in r.stderr, r
     assert os.stat(zfs.path("held")).st_size == 65536
     z2.exit()
+
+
+def test_exits_after_unmount_while_a_namespace_copy_exists(zfs):
+    """`unshare --mount --propagation private` (tests/install does it; so
+    may any sandboxed service) copies every mount, ours included, into a
+    new namespace that `fusermount3 -u` here never reaches: the kernel
+    keeps the session alive, and zincfs used to idle on ("zincfs did not
+    exit after unmount").  It must exit 0 once its mount is gone here."""
+    z = zfs.zinc().create("r", PAGE)
+    holder = zfs.spawn(["unshare", "--mount", "--propagation", "private",
+                        "sleep", "600"])
+
+    def copied():
+        try:
+            if os.stat(f"/proc/{holder.pid}/ns/mnt").st_ino == os.stat(
+                    "/proc/self/ns/mnt").st_ino:
+                return False
+            with open(f"/proc/{holder.pid}/mountinfo") as f:
+                return f" {zfs.mnt} " in f.read()
+        except OSError:
+            return False
+    wait_until(copied, 10, "the namespace copy of the mount")
+    r = run(["fusermount3", "-u", str(zfs.mnt)])
+    assert r.returncode == 0, r.stderr
+    try:
+        zfs.proc.wait(timeout=10 * SLOW)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("zincfs did not exit after unmount while a copy of "
+                             "its mount lives in another mount namespace")
+    assert zfs.proc.returncode == 0
+    assert "another mount namespace" in zfs.log()
+    # the copy is dead now, not hanging: its users get an error at once
+    r = run(["nsenter", "-t", str(holder.pid), "-m", "stat", str(zfs.mnt / "r")],
+            timeout=10)
+    assert r.returncode != 0, r
+    z.exit()
+
+
+def test_lazy_unmount_serves_open_files_until_closed(zfs):
+    """A lazy unmount with files still open is not mistaken for the above:
+    the open files keep working, and zincfs exits at the last close."""
+    z = zfs.zinc().create("r", PAGE)
+    fd = os.open(zfs.path("r"), os.O_RDWR)
+    try:
+        r = run(["umount", "-l", str(zfs.mnt)])
+        assert r.returncode == 0, r.stderr
+        time.sleep(1.5)  # longer than zincfs's own wait after the unmount
+        assert zfs.proc.poll() is None, "zincfs exited with a file open"
+        os.pwrite(fd, b"still here", 0)
+        assert z.read(0, 10) == b"still here"
+    finally:
+        os.close(fd)
+    zfs.proc.wait(timeout=10 * SLOW)
+    assert zfs.proc.returncode == 0
+    z.exit()
