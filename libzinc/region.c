@@ -176,6 +176,15 @@ static int map_region(int fd, struct zinc_region *r)
 		if (size != 0) {
 			if (size < 2 * page || size % page)
 				return -EBADMSG;
+			/* Judge the header before mapping: a hostile object
+			 * may be huge (a sparse TiB) and is then not mapped. */
+			struct zinc_header peek;
+			if (pread(fd, &peek, sizeof(peek), 0) != (ssize_t)sizeof(peek))
+				return -EBADMSG;
+			if (peek.magic != 0 && (peek.magic != ZINC_MAGIC ||
+						peek.version != ZINC_FORMAT_VERSION ||
+						peek.capacity != size - page))
+				return -EBADMSG;
 			void *m = mmap(NULL, size, PROT_READ | PROT_WRITE,
 				       MAP_SHARED, fd, 0);
 			if (m == MAP_FAILED)
