@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -250,6 +251,20 @@ static struct region *region_new_locked(const char *name, zinc_region *h, int ow
 
 static void close_handle(zinc_region *h)
 {
+	/* zinc_close touches the header page (the handle count, the waiter
+	 * count, the removed flag).  Of an object truncated below one page
+	 * under us every such touch faults, and a faulting close leaked the
+	 * handle (mapping, fd, memory).  Put private zero memory over the
+	 * header page first: the close then completes (the object is no region
+	 * any more, so its header has nothing to keep).  A truncation between
+	 * the check and the close still faults, and GUARDED keeps us alive. */
+	struct stat st;
+	if (fstat(zinc_fd(h), &st) == 0 && (uint64_t)st.st_size < zfs_cfg.page) {
+		uintptr_t base = (uintptr_t)zinc_futex_word(h) & ~(uintptr_t)(zfs_cfg.page - 1);
+		if (mmap((void *)base, zfs_cfg.page, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
+			log_warn("region %s: %s", zinc_name(h), strerror(errno));
+	}
 	GUARDED(zinc_close(h), (void)0); /* a faulting close leaks the handle */
 }
 
