@@ -471,10 +471,11 @@ class Soak:
                            stdout=subprocess.PIPE, text=True, check=True)
         return {k: int(v) for k, v in (l.split("=") for l in r.stdout.split())}
 
-    @staticmethod
-    def violations(st):
-        keys = ("stale", "phantom", "identity", "spurious", "lost_wakes",
-                "unexpected_eidrm", "region_vanished")
+    def violations(self, st):
+        keys = ["stale", "phantom", "identity", "spurious", "lost_wakes",
+                "unexpected_eidrm", "region_vanished"]
+        if not self.a.known_stale_mmap:
+            keys.append("stale_mmap")
         return sum(st.get(f"consumer.{k}", 0) for k in keys)
 
     def finish(self):
@@ -620,6 +621,9 @@ class Soak:
           f"identity {st['consumer.identity']}, spurious {st['consumer.spurious']}, "
           f"lost wakes {st['consumer.lost_wakes']}, unexpected EIDRM "
           f"{st['consumer.unexpected_eidrm']}, region vanished {st['consumer.region_vanished']})")
+        p(f"stale through an mmap of the mount: {st.get('consumer.stale_mmap', 0)}"
+          + ("  (known platform issue, reported not failed: --known-stale-mmap)"
+             if self.a.known_stale_mmap else "  (counted in violations)"))
         p(f"wait timeouts: idle {st['consumer.idle_timeouts']}, counter moved late "
           f"{st['consumer.benign_timeouts']}, during a zincfs restart "
           f"{st['consumer.excused_timeouts']}, undecided {st['consumer.lost_wake_undecided']}; "
@@ -720,6 +724,10 @@ def main():
                     help="mean seconds between kills of zincfs")
     ap.add_argument("--no-faults", dest="faults", action="store_false")
     ap.add_argument("--tmpfs-size", default="8m")
+    ap.add_argument("--known-stale-mmap", action="store_true",
+                    help="report, not fail, stale data read through an mmap of the "
+                         "mount after a wake (a known platform issue on this VM: "
+                         "docs/RELIABILITY.md)")
     ap.add_argument("--tolerate-wedge", action="store_true",
                     help="a zincfs that cannot die after kill -9 (a thread stuck in a page "
                          "cache invalidation; recovered by aborting the FUSE connection) is "

@@ -111,7 +111,7 @@ enum {
 	CS_WAKE, CS_CHECK, CS_STALE, CS_PHANTOM, CS_IDENT, CS_SPURIOUS, CS_LOST,
 	CS_UNDECIDED, CS_IDLE_TO, CS_BENIGN_TO, CS_EXCUSED_TO, CS_TORN,
 	CS_UNCHECKED, CS_RECONNECT, CS_EIDRM, CS_SIGBUS, CS_START, CS_VANISHED,
-	CS_NOTHING, CS_MAXLAG_US, CS_SLOW_OK,
+	CS_NOTHING, CS_MAXLAG_US, CS_SLOW_OK, CS_STALE_MMAP,
 };
 static const char *const pstat_names[] = { "notifications", "notify_failed",
 	"reconnects", "starts", "sigbus" };
@@ -120,7 +120,7 @@ static const char *const cstat_names[] = { "wakes", "pages_checked",
 	"lost_wake_undecided", "idle_timeouts", "benign_timeouts",
 	"excused_timeouts", "torn_slots_seen", "unchecked", "reconnects",
 	"unexpected_eidrm", "sigbus", "starts", "region_vanished",
-	"no_consistent_slot", "max_wake_lag_us", "long_waits_ok" };
+	"no_consistent_slot", "max_wake_lag_us", "long_waits_ok", "stale_mmap" };
 
 struct lprod {
 	uint64_t started_seq;
@@ -641,7 +641,11 @@ static void check_snapshot(struct cctx *cx, uint32_t C, uint64_t t_wake)
 		if (best < required) {
 			if (best == 0 && torn)
 				stat_add(cx->st, CS_NOTHING, 1);
-			violation(cx, CS_STALE, "producer %u: saw counter %u, owed seq %llu "
+			/* Stale through a mapping of the mount is counted on
+			 * its own: see docs/RELIABILITY.md (suspected missed
+			 * TLB flush on this VM). */
+			violation(cx, cx->kind == 'P' ? CS_STALE_MMAP : CS_STALE,
+				  "producer %u: saw counter %u, owed seq %llu "
 				  "(notified, counter <= %u, %.3f ms before the wake), newest "
 				  "consistent slot %llu (%d torn slots), checked %.3f ms after "
 				  "the wake", p, C, (unsigned long long)required, req_v,
