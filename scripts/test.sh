@@ -56,3 +56,12 @@ step "install test (meson install, pkg-config, mount helper, fstab, systemd unit
 tests/install/test-install.sh
 step "Debian packages (dpkg-buildpackage, dpkg-deb -c, lintian)"
 tests/install/test-deb.sh
+
+step "fuzzing (45 s per target)"
+scripts/fuzz.sh --ci
+# --tolerate-wedge: a zincfs killed with SIGKILL inside a page cache
+# invalidation cannot release its FUSE connection (a kernel wait no process
+# can answer); the soak aborts the connection, reports it, and goes on.
+# --known-stale-mmap: see docs/RELIABILITY.md.
+step "soak with fault injection (60 s)"
+scripts/soak.sh --ci --tolerate-wedge --known-stale-mmap
