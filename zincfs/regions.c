@@ -315,8 +315,10 @@ void region_gone_locked(struct region *r, const char *why)
 	r->gone = 1;
 	hash_remove(r);
 	watch_update_locked(r);
-	waiters_fail_locked(r, EIDRM);
-	job_delete_entries(r->name, r->slot);
+	/* The entry thread drops the kernel's entries, then fails the waiters
+	 * with EIDRM: a reader that saw EIDRM finds the names gone. */
+	if (job_delete_entries_locked(r) != 0)
+		waiters_fail_locked(r, EIDRM);
 	maybe_free_locked(r);
 }
 

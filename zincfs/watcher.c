@@ -20,8 +20,10 @@
  *   it itself, see notify_request).
  *
  * - the entry thread: the kernel's directory entries (notify_delete for
- *   regions that went away, attribute invalidation after chmod/chown of an
- *   object).  It answers no request.
+ *   regions that went away, then EIDRM to their blocked .wait readers, so
+ *   that a reader that saw EIDRM finds the names gone; attribute
+ *   invalidation after chmod/chown of an object).  The only requests it
+ *   answers are those .wait reads, which hold no lock (below).
  *
  * Why entries have a thread of their own (every wait of every thread that
  * calls into the kernel, and who ends it):
@@ -36,7 +38,9 @@
  *   thread answers .notify writes (J_NOTIFY), and a J_DELETE queued in front
  *   of a J_NOTIFY on the same thread waited for the writer that waited for
  *   the J_NOTIFY (tests/fuzz/repro/notify_delete_deadlock.py).  The entry
- *   thread answers nothing, and every lock it waits for is released by a
+ *   thread answers only blocked .wait reads (a direct_io read takes no inode
+ *   lock, so no lock it waits for is held by them), and every lock it waits
+ *   for is released by a
  *   request that a worker (create, unlink, lookup, write, setattr, fsync of
  *   NAME: answered at once) or the control thread (writes to NAME.notify)
  *   answers without ever waiting for the entry thread.
@@ -403,31 +407,37 @@ void notify_request(fuse_req_t req, struct region *r, size_t size, int close)
 
 /* ---- the entry thread ---- */
 
-static void ent_push(int type, const char *name, uint64_t slot)
+static int ent_push(int type, const char *name, uint64_t slot, struct region *r)
 {
 	size_t len = strlen(name);
 	struct job *j = calloc(1, sizeof(*j) + len + 1);
 	if (!j)
-		return;
+		return -1;
 	j->type = type;
 	j->slot = slot;
+	j->r = r;
 	memcpy(j->name, name, len + 1);
 	pthread_mutex_lock(&ent_lock);
 	if (ent_stop) { /* exiting: the kernel's entries go with the mount */
 		pthread_mutex_unlock(&ent_lock);
 		free(j);
-		return;
+		return -1;
 	}
 	*ent_tail = j;
 	ent_tail = &j->next;
 	pthread_cond_signal(&ent_cond);
 	pthread_mutex_unlock(&ent_lock);
+	return 0;
 }
 
-/* May be called with zfs_lock held: it only queues. */
-void job_delete_entries(const char *name, uint64_t slot)
+/* Called with zfs_lock held: it only queues. */
+int job_delete_entries_locked(struct region *r)
 {
-	ent_push(J_DELETE, name, slot);
+	r->refs++;
+	if (ent_push(J_DELETE, r->name, r->slot, r) == 0)
+		return 0;
+	r->refs--; /* the caller still holds r: no free here */
+	return -1;
 }
 
 static void run_entry_job(struct job *j)
@@ -443,6 +453,15 @@ static void run_entry_job(struct job *j)
 		int n = snprintf(buf, sizeof(buf), "%s%s", j->name, sfx[k]);
 		fuse_lowlevel_notify_delete(zfs_se, ROOT_INO, INO(j->slot, k), buf,
 					    (size_t)n);
+	}
+	if (j->r) {
+		/* Blocked .wait readers hold no lock (direct_io reads take no
+		 * inode lock), so answering them after the deletes is safe;
+		 * new reads of a gone region fail at once (wait_read). */
+		LOCK();
+		waiters_fail_locked(j->r, EIDRM);
+		region_put_locked(j->r);
+		UNLOCK();
 	}
 }
 
@@ -466,10 +485,16 @@ static void *entry_main(void *arg)
 	}
 	/* Exiting: no worker answers any more, so the kernel could hold us
 	 * (a lock whose holder waits for an answer); the entries go with the
-	 * mount anyway. */
+	 * mount anyway.  Waiters are answered (main: waiters_fail_all). */
 	while (ent_jobs) {
 		struct job *j = ent_jobs;
 		ent_jobs = j->next;
+		if (j->r) {
+			LOCK();
+			waiters_fail_locked(j->r, EIDRM);
+			region_put_locked(j->r);
+			UNLOCK();
+		}
 		free(j);
 	}
 	ent_tail = &ent_jobs;
@@ -566,7 +591,7 @@ static void on_dir_event(const struct inotify_event *e)
 		slot = r->slot;
 	UNLOCK();
 	if (slot) /* chmod/chown of the object: refresh attributes */
-		ent_push(J_ATTR, name, slot);
+		ent_push(J_ATTR, name, slot, NULL);
 }
 
 static void *control_main(void *arg)

