@@ -555,6 +555,7 @@ int main(int argc, char **argv)
 		_exit(ret);
 	}
 	fuse_session_destroy(zfs_se);
+	ops_free_open_files();
 	regions_close_all();
 	goto out_args;
 

@@ -14,12 +14,60 @@
 
 #define TIMEOUT 1.0 /* entries and attributes; inotify invalidates sooner */
 
-static int data_direct_io;
+/*
+ * Per-open state that only RELEASE/RELEASEDIR frees.  The kernel sends
+ * those in the background after the last close, and an unmount right
+ * after it drops the ones still queued: they never reach us.  So every
+ * such object is listed, and ops_free_open_files() frees the rest at exit.
+ */
+struct fh {
+	struct fh *prev, *next;
+	void (*free_fn)(struct fh *);
+};
+static struct fh fh_all = { &fh_all, &fh_all, NULL };
+static pthread_mutex_t fh_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void fh_add(struct fh *h, void (*free_fn)(struct fh *))
+{
+	h->free_fn = free_fn;
+	pthread_mutex_lock(&fh_lock);
+	h->next = &fh_all;
+	h->prev = fh_all.prev;
+	fh_all.prev->next = h;
+	fh_all.prev = h;
+	pthread_mutex_unlock(&fh_lock);
+}
+
+/* Unlist and free h (NULL is fine). */
+static void fh_free(struct fh *h)
+{
+	if (!h)
+		return;
+	pthread_mutex_lock(&fh_lock);
+	h->prev->next = h->next;
+	h->next->prev = h->prev;
+	pthread_mutex_unlock(&fh_lock);
+	h->free_fn(h);
+}
+
+void ops_free_open_files(void)
+{
+	while (fh_all.next != &fh_all)
+		fh_free(fh_all.next);
+}
+
+static void free_plain(struct fh *h)
+{
+	free(h);
+}
 
 /* An open NAME.notify file. */
 struct nfile {
-	int used; /* wrote at least once */
-}; /* libfuse >= 3.16: direct_io with shared mmap */
+	struct fh fh; /* first */
+	int used;     /* wrote at least once */
+};
+
+static int data_direct_io; /* libfuse >= 3.16: direct_io with shared mmap */
 
 static void zfs_init(void *userdata, struct fuse_conn_info *conn)
 {
@@ -218,6 +266,7 @@ static void zfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			region_put(r);
 			return;
 		}
+		fh_add(&nf->fh, free_plain);
 		fi->fh = (uintptr_t)nf;
 		LOCK();
 		region_opened_locked(r, K_NOTIFY);
@@ -239,7 +288,8 @@ static void zfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		if (kind == K_WAIT) {
 			wfile_release((struct wfile *)(uintptr_t)fi->fh);
 		} else {
-			free((struct nfile *)(uintptr_t)fi->fh);
+			struct nfile *nf = (struct nfile *)(uintptr_t)fi->fh;
+			fh_free(nf ? &nf->fh : NULL);
 			LOCK();
 			region_closed_locked(r, kind);
 			UNLOCK();
@@ -269,7 +319,7 @@ static void zfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	 */
 	struct nfile *nf = (struct nfile *)(uintptr_t)fi->fh; /* NULL for data */
 	int notify = nf && !nf->used;
-	free(nf);
+	fh_free(nf ? &nf->fh : NULL);
 	struct region *r = region_get(ino);
 	if (r) {
 		LOCK();
@@ -534,9 +584,17 @@ struct dirent_snap {
 	char name[ZINC_NAME_MAX + 1];
 };
 struct dirsnap {
+	struct fh fh; /* first */
 	size_t n, cap;
 	struct dirent_snap *v;
 };
+
+static void free_dirsnap(struct fh *h)
+{
+	struct dirsnap *d = (struct dirsnap *)h;
+	free(d->v);
+	free(d);
+}
 
 static int snap_add(struct dirsnap *d, const char *name)
 {
@@ -585,11 +643,10 @@ static void zfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 			break;
 	}
 	closedir(dir);
+	fh_add(&d->fh, free_dirsnap);
 	fi->fh = (uintptr_t)d;
-	if (fuse_reply_open(req, fi) != 0) {
-		free(d->v);
-		free(d);
-	}
+	if (fuse_reply_open(req, fi) != 0)
+		fh_free(&d->fh);
 }
 
 static void zfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -633,10 +690,7 @@ static void zfs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
 {
 	(void)ino;
 	struct dirsnap *d = (struct dirsnap *)(uintptr_t)fi->fh;
-	if (d) {
-		free(d->v);
-		free(d);
-	}
+	fh_free(d ? &d->fh : NULL);
 	fuse_reply_err(req, 0);
 }
 

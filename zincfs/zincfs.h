@@ -183,5 +183,7 @@ int job_delete_entries_locked(struct region *r);
 
 /* ---- ops.c ---- */
 extern const struct fuse_lowlevel_ops zfs_ops;
+/* At exit: free per-open state whose RELEASE never came. */
+void ops_free_open_files(void);
 
 #endif
