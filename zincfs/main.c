@@ -336,6 +336,32 @@ static pid_t mount_elsewhere(void)
 	return found;
 }
 
+/*
+ * A thread that is inside fuse_lowlevel_notify_inval_inode() when the loop
+ * ends waits in the kernel for a READ or a write-back that only our (now
+ * gone) workers could answer: the process could never finish exiting and
+ * our clients would hang.  Aborting our own connection fails those
+ * requests, which frees the thread; clients get ECONNABORTED.
+ */
+static void abort_connection(void)
+{
+	unsigned maj, min;
+	char path[96];
+	if (!mount_dev[0] || sscanf(mount_dev, "%u:%u", &maj, &min) != 2)
+		return;
+	/* The connection is named by the kernel's dev_t: major << 20 | minor. */
+	snprintf(path, sizeof(path), "/sys/fs/fuse/connections/%u/abort",
+		 maj << 20 | min);
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, "1", 1) != 1)
+		log_warn("cannot abort the stuck FUSE connection (%s): %s", path,
+			 strerror(errno));
+	else
+		log_warn("aborted our FUSE connection to free a stuck thread");
+	if (fd >= 0)
+		close(fd);
+}
+
 static void on_wakeup(int sig)
 {
 	(void)sig; /* only interrupts the main thread's wait */
@@ -552,6 +578,7 @@ int main(int argc, char **argv)
 	fuse_remove_signal_handlers(zfs_se);
 	if (stuck) {
 		/* A thread is still inside the session: don't free it. */
+		abort_connection();
 		_exit(ret);
 	}
 	fuse_session_destroy(zfs_se);
