@@ -477,7 +477,8 @@ int main(int argc, char **argv)
 	}
 	if (o.region_size && (parse_size(o.region_size, &zfs_cfg.region_size) ||
 			      zfs_cfg.region_size == 0 ||
-			      zfs_cfg.region_size % zfs_cfg.page)) {
+			      zfs_cfg.region_size % zfs_cfg.page ||
+			      zfs_cfg.region_size > (uint64_t)INT64_MAX - zfs_cfg.page)) {
 		log_error("region_size=%s: must be a positive multiple of the page "
 			  "size (%zu), with an optional K, M or G suffix",
 			  o.region_size, zfs_cfg.page);

@@ -457,8 +457,11 @@ static int create_common(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (kind != K_DATA)
 		return -EPERM; /* control files come with their region */
 	int rc = region_create(base, mode, fuse_req_ctx(req), out);
-	if (rc == -EEXIST && !excl)
+	if (rc == -EEXIST && !excl) {
 		rc = region_lookup(base, out); /* appeared meanwhile: open it */
+		if (rc == -ENOENT) /* taken by something that is no region */
+			rc = -EEXIST;
+	}
 	return rc == -EPERM ? -EACCES : rc;
 }
 

@@ -522,7 +522,9 @@ int region_resize_locked(struct region *r, uint64_t size, int self_opens)
 {
 	struct zinc_info info;
 	struct stat st;
-	if (size == 0 || size % zfs_cfg.page)
+	/* page + size must fit in off_t (zinc(7)): refuse before removing. */
+	if (size == 0 || size % zfs_cfg.page ||
+	    size > (uint64_t)INT64_MAX - zfs_cfg.page)
 		return -EINVAL;
 	if (!r->owned || r->gone)
 		return -EPERM;
