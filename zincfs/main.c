@@ -549,6 +549,15 @@ int main(int argc, char **argv)
 		fuse_loop_cfg_destroy(cfg);
 	}
 	__atomic_store_n(&loop_done, 1, __ATOMIC_RELEASE);
+	/* The kernel ends a connection (unmount, abort) by failing reads
+	 * with ENODEV, which libfuse takes as a clean end.  A worker that had
+	 * just taken a request off the queue at that moment gets ECONNABORTED
+	 * instead (fuse_dev_do_read), which libfuse 3.14 reports as a
+	 * failure: it is the same clean end. */
+	if (rc == -ECONNABORTED) {
+		log_info("the kernel ended the connection while a request was read");
+		rc = 0;
+	}
 	ret = rc < 0 ? 1 : 0; /* > 0: ended by a signal, a clean exit */
 	if (rc < 0)
 		log_error("session loop failed: %s", strerror(-rc));
