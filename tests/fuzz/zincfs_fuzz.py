@@ -730,6 +730,9 @@ class Driver:
 
     def collect(self):
         for w, p in enumerate(self.workers):
+            # poll before reading: a worker still running may be writing its
+            # last line, which must not then count as missing
+            exited = p.poll() is not None
             out = read_text(self.logs / f"worker-{w}.out") or ""
             last = None
             for line in out.splitlines():
@@ -740,7 +743,7 @@ class Driver:
                         continue
                     if last is None or last.get("partial"):
                         last = j  # the final (non-partial) line wins
-            if p.poll() is not None and (p.returncode != 0 or last is None
+            if exited and (p.returncode != 0 or last is None
                                          or last.get("partial")):
                 self.finding(f"worker {w} exited with {p.returncode}: {out[-2000:]}")
             if last:
