@@ -497,6 +497,19 @@ static void free_entries(struct entries *es)
 	free(es->v);
 }
 
+/* collect() for ls and gc, which fail alike when the directory cannot be
+ * read.  EXIT_OK, or EXIT_FAIL after printing the error (es emptied). */
+static int collect_or_fail(const char *cmd, struct entries *es)
+{
+	int rc = collect(es);
+	if (!rc)
+		return EXIT_OK;
+	fprintf(stderr, "%s: %s: %s: %s\n", prog, cmd, region_dir(), strerror(-rc));
+	free_entries(es);
+	*es = (struct entries){ 0 };
+	return EXIT_FAIL;
+}
+
 static const char *state_of(const struct entry *e)
 {
 	if (!e->name_ok || not_a_region(e->rc))
@@ -548,12 +561,8 @@ static int cmd_ls(int argc, char **argv)
 	PARSE("ls", opts, pos, 0, 0);
 	(void)npos;
 	struct entries es = { 0 };
-	int rc = collect(&es);
-	if (rc) {
-		fprintf(stderr, "%s: ls: %s: %s\n", prog, region_dir(), strerror(-rc));
-		free_entries(&es);
+	if (collect_or_fail("ls", &es))
 		return EXIT_FAIL;
-	}
 	if (json) {
 		fputs("[", stdout);
 		for (size_t i = 0; i < es.n; i++) {
@@ -1149,12 +1158,8 @@ static int cmd_gc(int argc, char **argv)
 	PARSE("gc", opts, pos, 0, 0);
 	(void)npos;
 	struct entries es = { 0 };
-	int rc = collect(&es);
-	if (rc) {
-		fprintf(stderr, "%s: gc: %s: %s\n", prog, region_dir(), strerror(-rc));
-		free_entries(&es);
+	if (collect_or_fail("gc", &es))
 		return EXIT_FAIL;
-	}
 	int status = EXIT_OK;
 	for (size_t k = 0; k < es.n; k++) {
 		const struct entry *e = &es.v[k];
