@@ -673,6 +673,15 @@ static int cmd_info(int argc, char **argv)
 
 /* ---- create ---- */
 
+/* The signals that end a holder (create) or a waiter (wait). */
+static void end_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGHUP);
+}
+
 struct holder {
 	zinc_region *r;
 	pthread_t main_thread;
@@ -727,10 +736,7 @@ static int hold(zinc_region *r, const char *name)
 	struct holder h = { .r = r, .main_thread = pthread_self() };
 	pthread_t t;
 	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP);
+	end_signals(&set);
 	sigaddset(&set, SIGUSR1);
 	int watching = pthread_create(&t, NULL, watch_removal, &h) == 0;
 	int sig;
@@ -777,10 +783,7 @@ static int cmd_create(int argc, char **argv)
 	/* Block the signals that end the holder before the region exists, so
 	 * none can kill us between create and hold (leaving it stale). */
 	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP);
+	end_signals(&set);
 	sigaddset(&set, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
@@ -904,10 +907,7 @@ static int cmd_wait(int argc, char **argv)
 	}
 
 	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP);
+	end_signals(&set);
 	struct sigaction sa = { .sa_handler = on_wait_signal };
 	sigfillset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
