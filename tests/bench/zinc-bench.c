@@ -191,18 +191,9 @@ struct result *add_result(const char *row, const char *name, const char *place,
 			  const char *unit, uint64_t *v, size_t n, double scale,
 			  const char *unit_of_sample)
 {
-	if (nresults == MAX_RESULTS)
-		die("too many results");
-	struct result *r = &results[nresults++];
-	memset(r, 0, sizeof(*r));
-	snprintf(r->row, sizeof(r->row), "%s", row);
-	snprintf(r->name, sizeof(r->name), "%s", name);
-	snprintf(r->place, sizeof(r->place), "%s", place);
-	snprintf(r->unit, sizeof(r->unit), "%s", unit);
-	snprintf(r->sample_unit, sizeof(r->sample_unit), "%s", unit_of_sample);
+	/* A single value's fields, then min/median/p99 over v in its stead. */
+	struct result *r = add_value(row, name, place, unit, 0, (long)n, unit_of_sample);
 	stats(v, n, scale, &r->min, &r->median, &r->p99);
-	r->samples = (long)n;
-	r->ratio = -1;
 	r->has_stats = 1;
 	return r;
 }
