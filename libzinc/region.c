@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "name.h"
 
 #define DEFAULT_DIR "/dev/shm"
 #define LOCK_WAIT_MS 2000  /* longest wait for another process's lock step */
@@ -34,22 +35,6 @@ size_t zinc_data_offset(void)
 	return zinc__page_size();
 }
 
-static int valid_name(const char *name)
-{
-	size_t n = 0;
-	if (!name)
-		return 0;
-	for (; name[n]; n++) {
-		char c = name[n];
-		if (n >= ZINC_NAME_MAX)
-			return 0;
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || c == '_' || c == '-'))
-			return 0;
-	}
-	return n > 0;
-}
-
 static const char *region_dir(void)
 {
 	const char *dir = getenv("ZINC_SHM_DIR");
@@ -59,7 +44,7 @@ static const char *region_dir(void)
 /* Object path of NAME, or -EINVAL for a bad name or an over-long dir. */
 static int object_path(const char *name, char path[PATH_MAX])
 {
-	if (!valid_name(name))
+	if (!zinc__valid_name(name))
 		return -EINVAL;
 	int n = snprintf(path, PATH_MAX, "%s/" ZINC_OBJECT_PREFIX "%s",
 			 region_dir(), name);
@@ -564,7 +549,7 @@ int32_t zinc_list(int (*fn)(const char *name, void *arg), void *arg)
 	struct dirent *e;
 	while ((e = readdir(d))) {
 		const char *name = e->d_name + plen;
-		if (strncmp(e->d_name, ZINC_OBJECT_PREFIX, plen) || !valid_name(name))
+		if (strncmp(e->d_name, ZINC_OBJECT_PREFIX, plen) || !zinc__valid_name(name))
 			continue;
 		count++;
 		int rc = fn(name, arg);

@@ -123,18 +123,28 @@ static void fill_entry(struct fuse_entry_param *e, struct region *r, int kind)
 	region_stat(r, kind, &e->attr);
 }
 
+/*
+ * The kind (K_*) of a file name in our only directory, its region's name
+ * in base; or -ENOTDIR for any other parent and -bad for a name that is
+ * no region's file.
+ */
+static int root_name(fuse_ino_t parent, const char *name,
+		     char base[ZINC_NAME_MAX + 1], int bad)
+{
+	if (parent != ROOT_INO)
+		return -ENOTDIR;
+	int kind = parse_name(name, base);
+	return kind < 0 ? -bad : kind;
+}
+
 static void zfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	char base[ZINC_NAME_MAX + 1];
 	struct fuse_entry_param e;
 	struct region *r;
-	if (parent != ROOT_INO) {
-		fuse_reply_err(req, ENOTDIR);
-		return;
-	}
-	int kind = parse_name(name, base);
+	int kind = root_name(parent, name, base, ENOENT);
 	if (kind < 0) {
-		fuse_reply_err(req, ENOENT);
+		fuse_reply_err(req, -kind);
 		return;
 	}
 	int rc = region_lookup(base, &r);
@@ -166,6 +176,15 @@ static void zfs_forget_multi(fuse_req_t req, size_t count,
 	fuse_reply_none(req);
 }
 
+/* ino's region (a reference), or NULL after answering ENOENT: it is gone. */
+static struct region *region_or_enoent(fuse_req_t req, fuse_ino_t ino)
+{
+	struct region *r = region_get(ino);
+	if (!r)
+		fuse_reply_err(req, ENOENT);
+	return r;
+}
+
 static void zfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)fi;
@@ -178,11 +197,9 @@ static void zfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 			fuse_reply_attr(req, &st, TIMEOUT);
 		return;
 	}
-	struct region *r = region_get(ino);
-	if (!r) {
-		fuse_reply_err(req, ENOENT);
+	struct region *r = region_or_enoent(req, ino);
+	if (!r)
 		return;
-	}
 	reply_attr_put(req, r, INO_KIND(ino));
 }
 
@@ -218,11 +235,9 @@ static void zfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		fuse_reply_err(req, EPERM);
 		return;
 	}
-	struct region *r = region_get(ino);
-	if (!r) {
-		fuse_reply_err(req, ENOENT);
+	struct region *r = region_or_enoent(req, ino);
+	if (!r)
 		return;
-	}
 	int kind = INO_KIND(ino), rc = 0;
 	if (kind == K_DATA) {
 		rc = set_data_attrs(r, attr, to_set, fi);
@@ -244,11 +259,9 @@ static void zfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
-	struct region *r = region_get(ino);
-	if (!r) {
-		fuse_reply_err(req, ENOENT);
+	struct region *r = region_or_enoent(req, ino);
+	if (!r)
 		return;
-	}
 	int kind = INO_KIND(ino), acc = fi->flags & O_ACCMODE;
 	fi->keep_cache = 0;
 	fi->direct_io = 1;
@@ -347,11 +360,9 @@ static void zfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, EBADF);
 		return;
 	}
-	struct region *r = region_get(ino);
-	if (!r) {
-		fuse_reply_err(req, ENOENT);
+	struct region *r = region_or_enoent(req, ino);
+	if (!r)
 		return;
-	}
 	uint64_t cap = zinc_capacity(r->h);
 	if (off < 0 || (uint64_t)off >= cap) {
 		fuse_reply_buf(req, NULL, 0);
@@ -382,11 +393,9 @@ static void zfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
 		fuse_reply_err(req, EBADF);
 		return;
 	}
-	struct region *r = region_get(ino);
-	if (!r) {
-		fuse_reply_err(req, ENOENT);
+	struct region *r = region_or_enoent(req, ino);
+	if (!r)
 		return;
-	}
 	if (kind == K_NOTIFY) {
 		struct nfile *nf = (struct nfile *)(uintptr_t)fi->fh;
 		__atomic_store_n(&nf->used, 1, __ATOMIC_RELAXED); /* see release */
@@ -449,11 +458,9 @@ static int create_common(fuse_req_t req, fuse_ino_t parent, const char *name,
 			 mode_t mode, int excl, struct region **out)
 {
 	char base[ZINC_NAME_MAX + 1];
-	if (parent != ROOT_INO)
-		return -ENOTDIR;
-	int kind = parse_name(name, base);
+	int kind = root_name(parent, name, base, EINVAL);
 	if (kind < 0)
-		return -EINVAL;
+		return kind;
 	if (kind != K_DATA)
 		return -EPERM; /* control files come with their region */
 	int rc = region_create(base, mode, fuse_req_ctx(req), out);
@@ -518,13 +525,9 @@ static void zfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 static void zfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	char base[ZINC_NAME_MAX + 1];
-	if (parent != ROOT_INO) {
-		fuse_reply_err(req, ENOTDIR);
-		return;
-	}
-	int kind = parse_name(name, base);
+	int kind = root_name(parent, name, base, ENOENT);
 	if (kind < 0) {
-		fuse_reply_err(req, ENOENT);
+		fuse_reply_err(req, -kind);
 		return;
 	}
 	if (kind != K_DATA) {
@@ -640,7 +643,7 @@ static void zfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	while ((de = readdir(dir))) {
 		const char *name = de->d_name + plen;
 		if (strncmp(de->d_name, ZINC_OBJECT_PREFIX, plen) ||
-		    !valid_region_name(name))
+		    !zinc__valid_name(name))
 			continue;
 		if (object_check(name, &st) == 0 && snap_add(d, name))
 			break;
@@ -727,11 +730,9 @@ static void zfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_
 		fuse_reply_err(req, ENODATA);
 		return;
 	}
-	struct region *r = region_get(ino);
-	if (!r) {
-		fuse_reply_err(req, ENOENT);
+	struct region *r = region_or_enoent(req, ino);
+	if (!r)
 		return;
-	}
 	volatile int rc;
 	GUARDED(rc = zinc_handle_stat(r->h, &info), rc = -EIO);
 	LOCK();

@@ -34,20 +34,6 @@ static unsigned hash_name(const char *s)
 	return (unsigned)(h % NBUCKETS);
 }
 
-int valid_region_name(const char *name)
-{
-	size_t n = 0;
-	for (; name[n]; n++) {
-		char c = name[n];
-		if (n >= ZINC_NAME_MAX)
-			return 0;
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || c == '_' || c == '-'))
-			return 0;
-	}
-	return n > 0;
-}
-
 /* "NAME", "NAME.notify" or "NAME.wait" -> kind, base name; -1 if invalid. */
 int parse_name(const char *name, char base[ZINC_NAME_MAX + 1])
 {
@@ -68,7 +54,7 @@ int parse_name(const char *name, char base[ZINC_NAME_MAX + 1])
 		return -1;
 	memcpy(base, name, len);
 	base[len] = '\0';
-	return valid_region_name(base) ? kind : -1;
+	return zinc__valid_name(base) ? kind : -1;
 }
 
 static void object_path(const char *name, char *path, size_t size)
@@ -370,7 +356,7 @@ int region_create(const char *name, mode_t mode, const struct fuse_ctx *ctx,
 		  struct region **out)
 {
 	zinc_region *h;
-	if (!valid_region_name(name))
+	if (!zinc__valid_name(name))
 		return -EINVAL;
 	int rc = zinc_create(name, zfs_cfg.region_size, &h);
 	if (rc)

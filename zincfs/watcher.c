@@ -577,7 +577,7 @@ static void on_dir_event(const struct inotify_event *e)
 	if (!e->len || strncmp(e->name, ZINC_OBJECT_PREFIX, plen))
 		return;
 	const char *name = e->name + plen;
-	if (!valid_region_name(name))
+	if (!zinc__valid_name(name))
 		return;
 	if (e->mask & (IN_DELETE | IN_MOVED_FROM))
 		bad_forget(name);

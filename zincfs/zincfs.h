@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "zinc.h"
+#include "../libzinc/name.h" /* the name rule, shared with libzinc */
 
 /* ---- main.c: configuration, logging ---- */
 
@@ -103,7 +104,6 @@ extern pthread_mutex_t zfs_lock;
 #define UNLOCK() pthread_mutex_unlock(&zfs_lock)
 
 int parse_name(const char *name, char base[ZINC_NAME_MAX + 1]); /* kind or -1 */
-int valid_region_name(const char *name);
 /* Find or open region NAME; takes a ref (region_put).  0 or -errno. */
 int region_lookup(const char *name, struct region **out);
 int region_create(const char *name, mode_t mode, const struct fuse_ctx *ctx,
