@@ -2,10 +2,11 @@
 /*
  * zinc - list, inspect, create, signal and clean up libzinc regions.
  *
- * Everything goes through libzinc's public API (include/zinc.h).  The tool
- * reads the region directory itself only to describe objects libzinc
- * rejects (why an object is not a region, names libzinc ignores) and to
- * check an invalid object for locks before `gc` removes it.
+ * Everything goes through libzinc's public API (include/zinc.h) and its
+ * name rule (libzinc/name.h).  The tool reads the region directory itself
+ * only to describe objects libzinc rejects (why an object is not a region,
+ * names libzinc ignores) and to check an invalid object for locks before
+ * `gc` removes it.
  * Documentation: `zinc --help` and docs/zinc-tool.md.
  */
 #include <dirent.h>
@@ -25,6 +26,7 @@
 #include <unistd.h>
 
 #include <zinc.h>
+#include "../name.h" /* the name rule, shared with libzinc */
 
 #ifndef ZINC_TOOL_VERSION
 #define ZINC_TOOL_VERSION "unknown"
@@ -128,23 +130,9 @@ static void object_path(const char *name, char *buf, size_t n)
 	snprintf(buf, n, "%s/%s%s", region_dir(), ZINC_OBJECT_PREFIX, name);
 }
 
-/* libzinc's name rule (zinc.h): 1..ZINC_NAME_MAX bytes of [A-Za-z0-9_-]. */
-static int valid_name(const char *s)
-{
-	size_t n = 0;
-	for (; s[n]; n++) {
-		char c = s[n];
-		if (n >= ZINC_NAME_MAX ||
-		    !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || c == '_' || c == '-'))
-			return 0;
-	}
-	return n > 0;
-}
-
 static int check_name(const char *cmd, const char *name)
 {
-	if (valid_name(name))
+	if (zinc__valid_name(name))
 		return 0;
 	fprintf(stderr, "%s: %s: invalid region name (1 to %d bytes of "
 		"[A-Za-z0-9_-], without the '%s' prefix)\n",
@@ -456,7 +444,7 @@ static int collect(struct entries *es)
 	struct dirent *de;
 	while ((de = readdir(d))) {
 		if (strncmp(de->d_name, ZINC_OBJECT_PREFIX, plen) ||
-		    valid_name(de->d_name + plen))
+		    zinc__valid_name(de->d_name + plen))
 			continue;
 		rc = add_entry(es, de->d_name + plen, 0);
 		if (rc)
