@@ -384,6 +384,10 @@ int region_create(const char *name, mode_t mode, const struct fuse_ctx *ctx,
 	return 0;
 }
 
+/* Broadcast when an open file or an in-flight request lets go of a
+ * region: a resize waits for that (region_resize_locked). */
+static pthread_cond_t released = PTHREAD_COND_INITIALIZER;
+
 struct region *region_get(fuse_ino_t ino)
 {
 	uint64_t s = INO_SLOT(ino);
@@ -399,7 +403,8 @@ struct region *region_get(fuse_ino_t ino)
 
 void region_put_locked(struct region *r)
 {
-	r->refs--;
+	if (--r->refs == 1)
+		pthread_cond_broadcast(&released);
 	maybe_free_locked(r);
 }
 
@@ -435,6 +440,7 @@ void region_opened_locked(struct region *r, int kind)
 
 void region_closed_locked(struct region *r, int kind)
 {
+	pthread_cond_broadcast(&released);
 	r->open--;
 	if (kind == K_DATA)
 		r->data_open--;
@@ -504,6 +510,8 @@ void region_slot_ino(const char *name, fuse_ino_t *base)
  * zincfs is its only holder.  The region is re-created under the same name;
  * the entry (and so the inode) stays.
  */
+#define RELEASE_WAIT_MS 100
+
 int region_resize_locked(struct region *r, uint64_t size, int self_opens)
 {
 	struct zinc_info info;
@@ -512,6 +520,20 @@ int region_resize_locked(struct region *r, uint64_t size, int self_opens)
 	if (size == 0 || size % zfs_cfg.page ||
 	    size > (uint64_t)INT64_MAX - zfs_cfg.page)
 		return -EINVAL;
+	/* close(2) returns before its RELEASE reaches us, so a file closed
+	 * just before this truncate may still count as open, or its release
+	 * be in flight: give other workers a moment to finish those before
+	 * calling the region busy. */
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_nsec += RELEASE_WAIT_MS * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	while ((r->open > self_opens || r->refs > 1) &&
+	       pthread_cond_clockwait(&released, &zfs_lock, CLOCK_MONOTONIC, &until) == 0)
+		;
 	if (!r->owned || r->gone)
 		return -EPERM;
 	volatile int rc;

@@ -222,3 +222,22 @@ def test_other_operations_refused(zfs):
     assert set(os.listdir(zfs.shm)) == {"zinc_a", "zinc_b"}
     assert zfs.proc.poll() is None
     z.exit()
+
+
+def test_resize_right_after_other_files_closed_never_ebusy(zfs):
+    """close(2) returns before the kernel's RELEASE reaches zincfs, so the
+    open file it counted can still look open to a truncate that follows at
+    once: zincfs waits for such releases instead of answering EBUSY."""
+    assert zfs.sh("touch r").returncode == 0
+    busy = []
+    for i in range(300):
+        fd = os.open(zfs.path("r"), os.O_RDWR)
+        os.write(fd, b"x")
+        os.close(fd)
+        size = PAGE * (1 + i % 2)
+        try:
+            os.truncate(zfs.path("r"), size)
+        except OSError as e:
+            busy.append((i, e.strerror))
+    assert not busy, f"{len(busy)}/300 resizes after a close failed: {busy[:5]}"
+    assert os.stat(zfs.path("r")).st_size == PAGE * 2
