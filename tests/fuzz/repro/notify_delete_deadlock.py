@@ -29,6 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from zincfs_fuzz import REPO, mountinfo_line, read_text, run, task_summary  # noqa: E402
 
 
+def close_quietly(fd):
+    try:
+        os.close(fd)
+    except OSError:  # the fd is closed all the same
+        pass
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--zincfs", default=str(REPO / "build" / "zincfs" / "zincfs"))
@@ -55,23 +62,32 @@ def main():
             while time.monotonic() < stop:
                 try:
                     fd = os.open(mnt / "x.notify", os.O_WRONLY)
+                except OSError:
+                    time.sleep(0.0005)
+                    continue
+                try:
                     for _ in range(20):
                         os.write(fd, b"1")
                         last[0] = time.monotonic()
-                    os.close(fd)
                 except OSError:
                     time.sleep(0.0005)
+                finally:
+                    close_quietly(fd)  # a leaked fd keeps its region (and tmpfs space)
 
         def remover():
             while time.monotonic() < stop:
                 try:
                     fd = os.open(mnt / "x", os.O_CREAT | os.O_RDWR, 0o600)  # data open:
-                    time.sleep(0.002)                                    # notifies are jobs
+                except OSError:                                          # notifies are jobs
+                    continue
+                try:
+                    time.sleep(0.002)
                     os.unlink(shm / "zinc_x")                            # J_DELETE
                     time.sleep(0.002)
-                    os.close(fd)
                 except OSError:
                     pass
+                finally:
+                    close_quietly(fd)
 
         ts = [threading.Thread(target=writer, daemon=True) for _ in range(2)]
         ts.append(threading.Thread(target=remover, daemon=True))
