@@ -201,16 +201,6 @@ static void test_reader_killed(void)
 	close(ready[1]);
 }
 
-/* A dead process's pid: fork a child that exits at once, reap it. */
-static pid_t dead_pid(void)
-{
-	pid_t pid = tu_fork();
-	if (pid == 0)
-		_exit(0);
-	CHECK_CHILD_OK(pid);
-	return pid;
-}
-
 static void test_stale_region_replaced(void)
 {
 	size_t page = tu_page();
@@ -222,7 +212,7 @@ static void test_stale_region_replaced(void)
 	tu_path("stale", p, sizeof(p));
 	snprintf(saved, sizeof(saved), "%s/saved", tu_tmpdir);
 	CHECK_SYS(link(p, saved)); /* keep the object ... */
-	tu_hdr(o)->owner_pid = dead_pid();
+	tu_hdr(o)->owner_pid = tu_dead_pid();
 	zinc_close(o);             /* ... after its name is removed */
 	CHECK(!tu_exists("stale"));
 	CHECK_SYS(rename(saved, p)); /* put it back, lock-free */

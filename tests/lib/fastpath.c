@@ -14,7 +14,6 @@
 #include <linux/filter.h>
 #include <linux/futex.h>
 #include <linux/seccomp.h>
-#include <pthread.h>
 #include <stddef.h>
 #include <ucontext.h>
 #include "testutil.h"
@@ -174,21 +173,6 @@ static void test_no_syscall_without_waiters(void)
 	zinc_close(r);
 }
 
-struct waiter {
-	zinc_region *r;
-	uint32_t timeout;
-	pid_t tid;
-	int rc;
-};
-
-static void *wait_thread(void *arg)
-{
-	struct waiter *w = arg;
-	__atomic_store_n(&w->tid, tu_gettid(), __ATOMIC_RELEASE);
-	w->rc = zinc_wait(w->r, w->timeout);
-	return NULL;
-}
-
 /* A real sleeping waiter: the counted notifier issues exactly one wake per
  * notify while it sleeps, and none once it is gone. */
 static void test_wake_only_with_waiter(void)
@@ -196,17 +180,12 @@ static void test_wake_only_with_waiter(void)
 	zinc_region *r, *h;
 	CHECK_OK(zinc_create("busy", tu_page(), &r));
 	CHECK_OK(zinc_open("busy", &h));
-	struct waiter w = { .r = h, .timeout = 20000 };
-	pthread_t t;
-	CHECK_EQ(pthread_create(&t, NULL, wait_thread, &w), 0);
-	pid_t tid;
-	while (!(tid = __atomic_load_n(&w.tid, __ATOMIC_ACQUIRE)))
-		tu_pause_us(50);
-	CHECK_THREAD_ASLEEP(tid);
+	struct tu_waiter w = { .r = h, .timeout = 20000 };
+	tu_waiter_start(&w);
+	CHECK_THREAD_ASLEEP(w.tid);
 	CHECK_EQ(tu_waiters(r), 1);
 	CHECK_EQ(notify_counted("busy", NULL, 1), 1);
-	CHECK_EQ(pthread_join(t, NULL), 0);
-	CHECK_OK(w.rc);
+	CHECK_OK(tu_waiter_join(&w));
 	CHECK_EQ(tu_waiters(r), 0);
 	CHECK_EQ(notify_counted("busy", NULL, 50), 0);
 	zinc_close(h);
@@ -238,16 +217,11 @@ static void test_waiter_count_returns_to_zero(void)
 	CHECK_OK(zinc_wait(h, 1000));
 	CHECK_EQ(tu_waiters(r), 0);
 	/* woken */
-	struct waiter w = { .r = h, .timeout = 20000 };
-	pthread_t t;
-	CHECK_EQ(pthread_create(&t, NULL, wait_thread, &w), 0);
-	pid_t tid;
-	while (!(tid = __atomic_load_n(&w.tid, __ATOMIC_ACQUIRE)))
-		tu_pause_us(50);
-	CHECK_THREAD_ASLEEP(tid);
+	struct tu_waiter w = { .r = h, .timeout = 20000 };
+	tu_waiter_start(&w);
+	CHECK_THREAD_ASLEEP(w.tid);
 	zinc_notify(r);
-	CHECK_EQ(pthread_join(t, NULL), 0);
-	CHECK_OK(w.rc);
+	CHECK_OK(tu_waiter_join(&w));
 	CHECK_EQ(tu_waiters(r), 0);
 	/* interrupted by signals, then timed out */
 	struct sigaction sa = { 0 }, old;
@@ -288,14 +262,11 @@ static void test_waiter_count_returns_to_zero(void)
 	zinc_close(x);
 	CHECK_EQ(tu_waiters(r), 0);
 	/* -EIDRM: the region is removed while waiting */
-	w = (struct waiter){ .r = h, .timeout = 20000 };
-	CHECK_EQ(pthread_create(&t, NULL, wait_thread, &w), 0);
-	while (!(tid = __atomic_load_n(&w.tid, __ATOMIC_ACQUIRE)))
-		tu_pause_us(50);
-	CHECK_THREAD_ASLEEP(tid);
+	w = (struct tu_waiter){ .r = h, .timeout = 20000 };
+	tu_waiter_start(&w);
+	CHECK_THREAD_ASLEEP(w.tid);
 	CHECK_OK(zinc_unlink("count"));
-	CHECK_EQ(pthread_join(t, NULL), 0);
-	CHECK_RC(w.rc, -EIDRM);
+	CHECK_RC(tu_waiter_join(&w), -EIDRM);
 	CHECK_EQ(tu_waiters(r), 0);
 
 	/* and after all that, notify is silent again */

@@ -22,15 +22,6 @@ static pid_t live_owner(void)
 	return pid;
 }
 
-static pid_t dead_pid(void)
-{
-	pid_t pid = tu_fork();
-	if (pid == 0)
-		_exit(0);
-	CHECK_CHILD_OK(pid);
-	return pid;
-}
-
 /* zinc-core's create: header, magic last; ref_count 1 (its handle). */
 static void make_foreign(const char *name, size_t pages, pid_t owner)
 {
@@ -41,6 +32,20 @@ static void make_foreign(const char *name, size_t pages, pid_t owner)
 	int fd = tu_make_object(name, size, &h, 0600);
 	CHECK_EQ(pwrite(fd, &magic, 8, 0), 8);
 	close(fd);
+}
+
+/* NAME's header as zinc-core sees it: read from the file, not through a
+ * libzinc mapping. */
+static struct zinc_header read_header(const char *name)
+{
+	char p[PATH_MAX];
+	tu_path(name, p, sizeof(p));
+	int fd = open(p, O_RDONLY | O_CLOEXEC);
+	CHECK_SYS(fd);
+	struct zinc_header h;
+	CHECK_EQ(pread(fd, &h, sizeof(h), 0), (long)sizeof(h));
+	close(fd);
+	return h;
 }
 
 /* Raw FUTEX_WAIT on the region's word, like zinc-core's wait. */
@@ -120,13 +125,7 @@ static void test_open_foreign(void)
 	zinc_close(r);
 	CHECK(tu_exists("core"));
 	CHECK_EQ(tu_count_objects(), 1);
-	char p[PATH_MAX];
-	tu_path("core", p, sizeof(p));
-	int fd = open(p, O_RDONLY | O_CLOEXEC);
-	CHECK_SYS(fd);
-	struct zinc_header h;
-	CHECK_EQ(pread(fd, &h, sizeof(h), 0), (long)sizeof(h));
-	close(fd);
+	struct zinc_header h = read_header("core");
 	CHECK_EQ(h.ref_count, 1);
 	CHECK_EQ(h.magic, ZINC_MAGIC);
 	CHECK_EQ(h.version, 2);
@@ -159,7 +158,7 @@ static void test_open_foreign(void)
 static void test_foreign_dead_owner(void)
 {
 	/* A zinc-core region whose process crashed: replaced by create. */
-	make_foreign("crashed", 1, dead_pid());
+	make_foreign("crashed", 1, tu_dead_pid());
 	zinc_region *x;
 	CHECK_OK(zinc_create("crashed", 3 * tu_page(), &x));
 	CHECK_EQ(zinc_capacity(x), 3 * tu_page());
@@ -167,7 +166,7 @@ static void test_foreign_dead_owner(void)
 	CHECK(!tu_exists("crashed"));
 
 	/* Or removed by zinc_unlink, waking our waiters with -EIDRM. */
-	make_foreign("crashed", 1, dead_pid());
+	make_foreign("crashed", 1, tu_dead_pid());
 	zinc_region *r;
 	CHECK_OK(zinc_open("crashed", &r));
 	CHECK_OK(zinc_unlink("crashed"));
@@ -184,13 +183,7 @@ static void test_libzinc_region_for_core(void)
 	CHECK_OK(zinc_create("ours", 2 * tu_page(), &o));
 	CHECK_OK(zinc_open("ours", &r));
 	zinc_close(o);
-	char p[PATH_MAX];
-	tu_path("ours", p, sizeof(p));
-	int fd = open(p, O_RDONLY | O_CLOEXEC);
-	CHECK_SYS(fd);
-	struct zinc_header h;
-	CHECK_EQ(pread(fd, &h, sizeof(h), 0), (long)sizeof(h));
-	close(fd);
+	struct zinc_header h = read_header("ours");
 	CHECK_EQ(h.magic, ZINC_MAGIC);
 	CHECK_EQ(h.version, 2);
 	CHECK_EQ(h.capacity, 2 * tu_page());

@@ -5,7 +5,6 @@
  * waiters, owner pid, created_at, flags, owner_alive, in_use, foreign),
  * across processes; zinc_stat does not count as a handle.
  */
-#include <pthread.h>
 #include "testutil.h"
 
 struct seen {
@@ -99,20 +98,6 @@ static void test_list(void)
 	}
 }
 
-struct waiter {
-	zinc_region *r;
-	pid_t tid;
-	int rc;
-};
-
-static void *wait_thread(void *arg)
-{
-	struct waiter *w = arg;
-	__atomic_store_n(&w->tid, tu_gettid(), __ATOMIC_RELEASE);
-	w->rc = zinc_wait(w->r, 20000);
-	return NULL;
-}
-
 static void test_stat_local(void)
 {
 	size_t page = tu_page();
@@ -145,21 +130,16 @@ static void test_stat_local(void)
 	zinc_notify(o);
 	zinc_region *r;
 	CHECK_OK(zinc_open("st", &r));
-	struct waiter w = { .r = r };
 	CHECK_OK(zinc_try_wait(r));
-	pthread_t t;
-	CHECK_EQ(pthread_create(&t, NULL, wait_thread, &w), 0);
-	pid_t tid;
-	while (!(tid = __atomic_load_n(&w.tid, __ATOMIC_ACQUIRE)))
-		tu_pause_us(50);
-	CHECK_THREAD_ASLEEP(tid);
+	struct tu_waiter w = { .r = r, .timeout = 20000 };
+	tu_waiter_start(&w);
+	CHECK_THREAD_ASLEEP(w.tid);
 	CHECK_OK(zinc_stat("st", &i));
 	CHECK_EQ(i.seq, 2);
 	CHECK_EQ(i.ref_count, 2);
 	CHECK_EQ(i.waiters, 1);
 	zinc_notify(o);
-	CHECK_EQ(pthread_join(t, NULL), 0);
-	CHECK_OK(w.rc);
+	CHECK_OK(tu_waiter_join(&w));
 
 	/* handle_stat agrees, from either handle */
 	struct zinc_info hi;

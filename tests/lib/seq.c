@@ -5,7 +5,6 @@
  * consumes without blocking, and the u32 counter wraps without a false or
  * a lost notification (also for a waiter asleep across the wrap).
  */
-#include <pthread.h>
 #include "testutil.h"
 
 static void test_try_wait(void)
@@ -105,20 +104,6 @@ static void test_coalescing(void)
 	zinc_close(r);
 }
 
-struct waiter {
-	zinc_region *r;
-	pid_t tid;
-	int rc;
-};
-
-static void *wait_thread(void *arg)
-{
-	struct waiter *w = arg;
-	__atomic_store_n(&w->tid, tu_gettid(), __ATOMIC_RELEASE);
-	w->rc = zinc_wait(w->r, 20000);
-	return NULL;
-}
-
 static void test_wrap(void)
 {
 	zinc_region *r, *o;
@@ -151,16 +136,11 @@ static void test_wrap(void)
 	/* A waiter asleep on UINT32_MAX is woken by the notify to 0. */
 	__atomic_store_n(&h->notify_seq, UINT32_MAX, __ATOMIC_SEQ_CST);
 	CHECK_OK(zinc_try_wait(o));
-	struct waiter w = { .r = o };
-	pthread_t t;
-	CHECK_EQ(pthread_create(&t, NULL, wait_thread, &w), 0);
-	pid_t tid;
-	while (!(tid = __atomic_load_n(&w.tid, __ATOMIC_ACQUIRE)))
-		tu_pause_us(50);
-	CHECK_THREAD_ASLEEP(tid);
+	struct tu_waiter w = { .r = o, .timeout = 20000 };
+	tu_waiter_start(&w);
+	CHECK_THREAD_ASLEEP(w.tid);
 	zinc_notify(r);
-	CHECK_EQ(pthread_join(t, NULL), 0);
-	CHECK_OK(w.rc);
+	CHECK_OK(tu_waiter_join(&w));
 	CHECK_EQ(zinc_seq(o), 0);
 	CHECK_RC(zinc_try_wait(o), -EAGAIN);
 

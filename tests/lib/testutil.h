@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -449,6 +450,17 @@ static __attribute__((unused)) void tu_kill(pid_t pid)
 	waitpid(pid, &st, 0);
 }
 
+/* A dead process's pid (say, of an owner that crashed): fork a child that
+ * exits at once, reap it. */
+static __attribute__((unused)) pid_t tu_dead_pid(void)
+{
+	pid_t pid = tu_fork();
+	if (pid == 0)
+		_exit(0);
+	CHECK_CHILD_OK(pid);
+	return pid;
+}
+
 static __attribute__((unused)) pid_t tu_gettid(void)
 {
 	return (pid_t)syscall(SYS_gettid);
@@ -511,6 +523,48 @@ static __attribute__((unused)) int tu_wait_futex_sleep(pid_t pid, pid_t tid,
 /* A thread of this process asleep in a futex wait. */
 #define CHECK_THREAD_ASLEEP(tid)                                               \
 	CHECK(tu_wait_futex_sleep(getpid(), (tid), 10000))
+
+/* ---- a waiter thread ---- */
+
+/* A thread in zinc_wait(r, timeout).  Set r and timeout, then
+ * tu_waiter_start(); the rest is filled in by the thread. */
+struct tu_waiter {
+	zinc_region *r;
+	uint32_t timeout;
+	pthread_t thread;
+	pid_t tid;   /* published (release) before the wait */
+	int rc;      /* zinc_wait's result */
+	int64_t ms;  /* how long the wait took */
+	int done;    /* set (release) once the wait has returned */
+};
+
+static __attribute__((unused)) void *tu_waiter_main(void *arg)
+{
+	struct tu_waiter *w = arg;
+	__atomic_store_n(&w->tid, tu_gettid(), __ATOMIC_RELEASE);
+	int64_t t0 = tu_now_ms();
+	w->rc = zinc_wait(w->r, w->timeout);
+	w->ms = tu_now_ms() - t0;
+	__atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* Start the thread; returns once it runs (w->tid is set).  It may not be
+ * asleep yet: callers prove that (CHECK_THREAD_ASLEEP(w->tid)) before a
+ * step that must find it asleep, some only after other waiters start. */
+static __attribute__((unused)) void tu_waiter_start(struct tu_waiter *w)
+{
+	CHECK_EQ(pthread_create(&w->thread, NULL, tu_waiter_main, w), 0);
+	while (!__atomic_load_n(&w->tid, __ATOMIC_ACQUIRE))
+		tu_pause_us(50);
+}
+
+/* Join the thread; zinc_wait's result. */
+static __attribute__((unused)) int tu_waiter_join(struct tu_waiter *w)
+{
+	CHECK_EQ(pthread_join(w->thread, NULL), 0);
+	return w->rc;
+}
 
 /* ---- pipes for parent/child steps ---- */
 

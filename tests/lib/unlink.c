@@ -8,20 +8,6 @@
 #include <pthread.h>
 #include "testutil.h"
 
-struct waiter {
-	zinc_region *r;
-	pid_t tid;
-	int rc;
-};
-
-static void *wait_thread(void *arg)
-{
-	struct waiter *w = arg;
-	__atomic_store_n(&w->tid, tu_gettid(), __ATOMIC_RELEASE);
-	w->rc = zinc_wait(w->r, UINT32_MAX);
-	return NULL;
-}
-
 static void test_unlink_wakes_waiters(void)
 {
 	zinc_region *o, *h;
@@ -44,15 +30,11 @@ static void test_unlink_wakes_waiters(void)
 		}
 		CHECK_GET(ready[0], 'w');
 	}
-	struct waiter w = { .r = h };
-	pthread_t t;
-	CHECK_EQ(pthread_create(&t, NULL, wait_thread, &w), 0);
-	pid_t tid;
-	while (!(tid = __atomic_load_n(&w.tid, __ATOMIC_ACQUIRE)))
-		tu_pause_us(50);
+	struct tu_waiter w = { .r = h, .timeout = UINT32_MAX };
+	tu_waiter_start(&w);
 	for (int i = 0; i < 2; i++)
 		CHECK_ASLEEP(pids[i]);
-	CHECK_THREAD_ASLEEP(tid);
+	CHECK_THREAD_ASLEEP(w.tid);
 	CHECK_EQ(tu_waiters(o), 3);
 	strcpy((char *)zinc_ptr(o), "still here");
 
@@ -60,8 +42,7 @@ static void test_unlink_wakes_waiters(void)
 	CHECK(!tu_exists("ul"));
 	for (int i = 0; i < 2; i++)
 		CHECK_CHILD_OK(pids[i]);
-	CHECK_EQ(pthread_join(t, NULL), 0);
-	CHECK_RC(w.rc, -EIDRM);
+	CHECK_RC(tu_waiter_join(&w), -EIDRM);
 
 	/* every old handle, also the owner's */
 	CHECK_RC(zinc_try_wait(o), -EIDRM);

@@ -5,7 +5,6 @@
  * "forever" timeout, and one handle shared by threads (its cursor is shared:
  * one notification is consumed once).
  */
-#include <pthread.h>
 #include "testutil.h"
 
 static void test_cross_process(void)
@@ -41,60 +40,28 @@ static void test_cross_process(void)
 	close(done[1]);
 }
 
-struct waiter {
-	zinc_region *r;
-	uint32_t timeout;
-	pid_t tid;
-	int rc;
-	int64_t ms;
-	int done;
-};
-
-static void *wait_thread(void *arg)
-{
-	struct waiter *w = arg;
-	__atomic_store_n(&w->tid, tu_gettid(), __ATOMIC_RELEASE);
-	int64_t t0 = tu_now_ms();
-	w->rc = zinc_wait(w->r, w->timeout);
-	w->ms = tu_now_ms() - t0;
-	__atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
-	return NULL;
-}
-
-static pid_t start_waiter(pthread_t *t, struct waiter *w)
-{
-	CHECK_EQ(pthread_create(t, NULL, wait_thread, w), 0);
-	pid_t tid;
-	while (!(tid = __atomic_load_n(&w->tid, __ATOMIC_ACQUIRE)))
-		tu_pause_us(50);
-	return tid;
-}
-
 static void test_two_handles_one_process(void)
 {
 	zinc_region *a, *b;
 	CHECK_OK(zinc_create("twoh", tu_page(), &a));
 	CHECK_OK(zinc_open("twoh", &b));
-	struct waiter w = { .r = b, .timeout = 20000 };
-	pthread_t t;
-	pid_t tid = start_waiter(&t, &w);
-	CHECK_THREAD_ASLEEP(tid);
+	struct tu_waiter w = { .r = b, .timeout = 20000 };
+	tu_waiter_start(&w);
+	CHECK_THREAD_ASLEEP(w.tid);
 	CHECK_EQ(tu_waiters(a), 1);
 	zinc_notify(a);
-	CHECK_EQ(pthread_join(t, NULL), 0);
-	CHECK_OK(w.rc);
+	CHECK_OK(tu_waiter_join(&w));
 	CHECK(w.ms < 15000);
 	/* The notifying handle has its own cursor: it sees one pending. */
 	CHECK_OK(zinc_try_wait(a));
 	CHECK_RC(zinc_try_wait(b), -EAGAIN);
 
 	/* And the other way round: the owner waits, the reader notifies. */
-	struct waiter w2 = { .r = a, .timeout = 20000 };
-	tid = start_waiter(&t, &w2);
-	CHECK_THREAD_ASLEEP(tid);
+	struct tu_waiter w2 = { .r = a, .timeout = 20000 };
+	tu_waiter_start(&w2);
+	CHECK_THREAD_ASLEEP(w2.tid);
 	zinc_notify(b);
-	CHECK_EQ(pthread_join(t, NULL), 0);
-	CHECK_OK(w2.rc);
+	CHECK_OK(tu_waiter_join(&w2));
 	zinc_close(b);
 	zinc_close(a);
 }
@@ -105,13 +72,11 @@ static void test_forever(void)
 	CHECK_OK(zinc_create("forever", tu_page(), &a));
 	uint32_t timeouts[] = { UINT32_MAX, UINT32_MAX - 1, 86400000u };
 	for (size_t i = 0; i < 3; i++) {
-		struct waiter w = { .r = a, .timeout = timeouts[i] };
-		pthread_t t;
-		pid_t tid = start_waiter(&t, &w);
-		CHECK_THREAD_ASLEEP(tid);
+		struct tu_waiter w = { .r = a, .timeout = timeouts[i] };
+		tu_waiter_start(&w);
+		CHECK_THREAD_ASLEEP(w.tid);
 		zinc_notify(a);
-		CHECK_EQ(pthread_join(t, NULL), 0);
-		CHECK_OK(w.rc);
+		CHECK_OK(tu_waiter_join(&w));
 	}
 	zinc_close(a);
 }
@@ -134,25 +99,22 @@ static void test_many_waiters(void)
 	}
 	/* Threads in this process, each with its own handle. */
 	zinc_region *h[THREADS];
-	struct waiter w[THREADS];
-	pthread_t t[THREADS];
-	pid_t tids[THREADS];
+	struct tu_waiter w[THREADS];
 	for (int i = 0; i < THREADS; i++) {
 		CHECK_OK(zinc_open("many", &h[i]));
-		w[i] = (struct waiter){ .r = h[i], .timeout = 20000 };
-		tids[i] = start_waiter(&t[i], &w[i]);
+		w[i] = (struct tu_waiter){ .r = h[i], .timeout = 20000 };
+		tu_waiter_start(&w[i]);
 	}
 	for (int i = 0; i < PROCS; i++)
 		CHECK_ASLEEP(pids[i]);
 	for (int i = 0; i < THREADS; i++)
-		CHECK_THREAD_ASLEEP(tids[i]);
+		CHECK_THREAD_ASLEEP(w[i].tid);
 	CHECK_EQ(tu_waiters(r), PROCS + THREADS);
 	zinc_notify(r); /* one notify wakes every one of them */
 	for (int i = 0; i < PROCS; i++)
 		CHECK_CHILD_OK(pids[i]);
 	for (int i = 0; i < THREADS; i++) {
-		CHECK_EQ(pthread_join(t[i], NULL), 0);
-		CHECK_OK(w[i].rc);
+		CHECK_OK(tu_waiter_join(&w[i]));
 		zinc_close(h[i]);
 	}
 	CHECK_EQ(tu_waiters(r), 0);
@@ -166,13 +128,12 @@ static void test_shared_handle_threads(void)
 	zinc_region *owner, *h;
 	CHECK_OK(zinc_create("shared", tu_page(), &owner));
 	CHECK_OK(zinc_open("shared", &h));
-	struct waiter w1 = { .r = h, .timeout = 20000 };
-	struct waiter w2 = { .r = h, .timeout = 20000 };
-	pthread_t t1, t2;
-	pid_t tid1 = start_waiter(&t1, &w1);
-	pid_t tid2 = start_waiter(&t2, &w2);
-	CHECK_THREAD_ASLEEP(tid1);
-	CHECK_THREAD_ASLEEP(tid2);
+	struct tu_waiter w1 = { .r = h, .timeout = 20000 };
+	struct tu_waiter w2 = { .r = h, .timeout = 20000 };
+	tu_waiter_start(&w1);
+	tu_waiter_start(&w2);
+	CHECK_THREAD_ASLEEP(w1.tid);
+	CHECK_THREAD_ASLEEP(w2.tid);
 	CHECK_EQ(tu_waiters(owner), 2);
 	zinc_notify(owner);
 	/* Exactly one returns; the other is asleep again. */
@@ -184,16 +145,14 @@ static void test_shared_handle_threads(void)
 		tu_pause_us(200);
 	}
 	CHECK(done1 != done2);
-	pid_t sleeper = done1 ? tid2 : tid1;
+	pid_t sleeper = done1 ? w2.tid : w1.tid;
 	CHECK_THREAD_ASLEEP(sleeper);
 	CHECK_EQ(tu_waiters(owner), 1);
 	CHECK_RC(zinc_try_wait(h), -EAGAIN);
 	/* A second notification wakes the second thread. */
 	zinc_notify(owner);
-	CHECK_EQ(pthread_join(t1, NULL), 0);
-	CHECK_EQ(pthread_join(t2, NULL), 0);
-	CHECK_OK(w1.rc);
-	CHECK_OK(w2.rc);
+	CHECK_OK(tu_waiter_join(&w1));
+	CHECK_OK(tu_waiter_join(&w2));
 	CHECK_EQ(tu_waiters(owner), 0);
 	zinc_close(h);
 	zinc_close(owner);
