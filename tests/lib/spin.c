@@ -12,37 +12,46 @@
 
 #define LONG_SPIN_NS 2000000000u /* 2 s */
 
+/* A child process in zinc_wait, and what that wait returned. */
+struct spinner {
+	pid_t pid;
+	int out[2];
+	int32_t rc;
+	int64_t ms;
+};
+
 /* Child: open NAME (spin from the env or set here), report readiness,
- * zinc_wait(timeout), send rc and elapsed ms through `out`. */
-static pid_t spinning_waiter(const char *name, uint32_t spin_ns,
-			     uint32_t timeout, int out[2])
+ * zinc_wait(timeout), send rc and elapsed ms through s->out. */
+static void spinning_waiter(struct spinner *s, const char *name,
+			    uint32_t spin_ns, uint32_t timeout)
 {
-	tu_pipe(out);
-	pid_t pid = tu_fork();
-	if (pid == 0) {
+	tu_pipe(s->out);
+	s->pid = tu_fork();
+	if (s->pid == 0) {
 		zinc_region *h;
 		CHECK_OK(zinc_open(name, &h));
 		if (spin_ns)
 			CHECK_OK(zinc_set_spin(h, spin_ns));
-		tu_put(out[1], 'r');
+		tu_put(s->out[1], 'r');
 		int64_t t0 = tu_now_ns();
 		int32_t rc = zinc_wait(h, timeout);
 		int64_t el = (tu_now_ns() - t0) / 1000000;
-		tu_put_val(out[1], &rc, sizeof(rc));
-		tu_put_val(out[1], &el, sizeof(el));
+		tu_put_val(s->out[1], &rc, sizeof(rc));
+		tu_put_val(s->out[1], &el, sizeof(el));
 		zinc_close(h);
 		_exit(0);
 	}
-	CHECK_GET(out[0], 'r');
-	return pid;
+	CHECK_GET(s->out[0], 'r');
 }
 
-static void result(int out[2], int32_t *rc, int64_t *ms)
+/* Collect the child's rc and ms, and check that it exited cleanly. */
+static void spinner_result(struct spinner *s)
 {
-	tu_get_val(out[0], rc, sizeof(*rc));
-	tu_get_val(out[0], ms, sizeof(*ms));
-	close(out[0]);
-	close(out[1]);
+	tu_get_val(s->out[0], &s->rc, sizeof(s->rc));
+	tu_get_val(s->out[0], &s->ms, sizeof(s->ms));
+	close(s->out[0]);
+	close(s->out[1]);
+	CHECK_CHILD_OK(s->pid);
 }
 
 /* Watch the child for `ms`: it must stay runnable (spinning), never asleep
@@ -61,20 +70,17 @@ static void test_notified_during_spin(void)
 {
 	zinc_region *r;
 	CHECK_OK(zinc_create("spin", tu_page(), &r));
-	int out[2];
-	pid_t pid = spinning_waiter("spin", LONG_SPIN_NS, 20000, out);
-	check_spinning(pid, r, 100);
+	struct spinner s;
+	spinning_waiter(&s, "spin", LONG_SPIN_NS, 20000);
+	check_spinning(s.pid, r, 100);
 	int64_t t0 = tu_now_ms();
 	zinc_notify(r); /* no waiter announced: no futex wake issued */
-	int32_t rc;
-	int64_t ms;
-	result(out, &rc, &ms);
-	CHECK_CHILD_OK(pid);
-	CHECK_OK(rc);
+	spinner_result(&s);
+	CHECK_OK(s.rc);
 	/* It returned from the spin, long before the spin would end (a
 	 * sleeper would not have been woken at all: nobody was counted). */
 	CHECK(tu_now_ms() - t0 < 1000);
-	CHECK(ms < 1500);
+	CHECK(s.ms < 1500);
 	CHECK_EQ(tu_waiters(r), 0);
 	zinc_close(r);
 }
@@ -84,17 +90,14 @@ static void test_spin_from_env(void)
 	zinc_region *r;
 	CHECK_OK(zinc_create("spinenv", tu_page(), &r));
 	setenv("ZINC_SPIN_NS", "2000000000", 1);
-	int out[2];
-	pid_t pid = spinning_waiter("spinenv", 0, 20000, out);
+	struct spinner s;
+	spinning_waiter(&s, "spinenv", 0, 20000);
 	unsetenv("ZINC_SPIN_NS");
-	check_spinning(pid, r, 100);
+	check_spinning(s.pid, r, 100);
 	zinc_notify(r);
-	int32_t rc;
-	int64_t ms;
-	result(out, &rc, &ms);
-	CHECK_CHILD_OK(pid);
-	CHECK_OK(rc);
-	CHECK(ms < 1500);
+	spinner_result(&s);
+	CHECK_OK(s.rc);
+	CHECK(s.ms < 1500);
 	zinc_close(r);
 }
 
@@ -125,16 +128,13 @@ static void test_sleep_after_spin(void)
 {
 	zinc_region *r;
 	CHECK_OK(zinc_create("spinsleep", tu_page(), &r));
-	int out[2];
-	pid_t pid = spinning_waiter("spinsleep", 1000000 /* 1 ms */, 20000, out);
-	CHECK_ASLEEP(pid);
+	struct spinner s;
+	spinning_waiter(&s, "spinsleep", 1000000 /* 1 ms */, 20000);
+	CHECK_ASLEEP(s.pid);
 	CHECK_EQ(tu_waiters(r), 1);
 	zinc_notify(r);
-	int32_t rc;
-	int64_t ms;
-	result(out, &rc, &ms);
-	CHECK_CHILD_OK(pid);
-	CHECK_OK(rc);
+	spinner_result(&s);
+	CHECK_OK(s.rc);
 	CHECK_EQ(tu_waiters(r), 0);
 	zinc_close(r);
 }
@@ -143,16 +143,13 @@ static void test_spin_idrm(void)
 {
 	zinc_region *r;
 	CHECK_OK(zinc_create("spinidrm", tu_page(), &r));
-	int out[2];
-	pid_t pid = spinning_waiter("spinidrm", LONG_SPIN_NS, 20000, out);
-	check_spinning(pid, r, 20);
+	struct spinner s;
+	spinning_waiter(&s, "spinidrm", LONG_SPIN_NS, 20000);
+	check_spinning(s.pid, r, 20);
 	CHECK_OK(zinc_unlink("spinidrm"));
-	int32_t rc;
-	int64_t ms;
-	result(out, &rc, &ms);
-	CHECK_CHILD_OK(pid);
-	CHECK_RC(rc, -EIDRM);
-	CHECK(ms < 1500);
+	spinner_result(&s);
+	CHECK_RC(s.rc, -EIDRM);
+	CHECK(s.ms < 1500);
 	zinc_close(r);
 }
 
@@ -162,18 +159,15 @@ static void test_spin_off_sleeps(void)
 	CHECK_OK(zinc_create("nospin", tu_page(), &r));
 	CHECK_OK(zinc_set_spin(r, LONG_SPIN_NS));
 	CHECK_OK(zinc_set_spin(r, 0)); /* back to the default */
-	int out[2];
-	pid_t pid = spinning_waiter("nospin", 0, 20000, out);
+	struct spinner s;
+	spinning_waiter(&s, "nospin", 0, 20000);
 	/* Default: no spin, it goes to sleep at once. */
 	int64_t t0 = tu_now_ms();
-	CHECK_ASLEEP(pid);
+	CHECK_ASLEEP(s.pid);
 	CHECK(tu_now_ms() - t0 < 1000);
 	zinc_notify(r);
-	int32_t rc;
-	int64_t ms;
-	result(out, &rc, &ms);
-	CHECK_CHILD_OK(pid);
-	CHECK_OK(rc);
+	spinner_result(&s);
+	CHECK_OK(s.rc);
 	zinc_close(r);
 }
 
