@@ -194,6 +194,14 @@ static void hash_remove(struct region *r)
 	}
 }
 
+/*
+ * Live regions, and their most since the heap was last trimmed: freed
+ * region state stays in the workers' malloc arenas (tens of MiB after
+ * 10,000 regions came and went) unless we hand it back.
+ */
+static size_t nlive, trim_mark;
+#define TRIM_AFTER 1024 /* ... regions freed, and half of them gone */
+
 static struct region *region_new_locked(const char *name, zinc_region *h, int owned)
 {
 	struct region *r = calloc(1, sizeof(*r));
@@ -229,6 +237,8 @@ static struct region *region_new_locked(const char *name, zinc_region *h, int ow
 		r->ino = st.st_ino;
 	}
 	slots[slot] = r;
+	if (++nlive > trim_mark)
+		trim_mark = nlive;
 	unsigned b = hash_name(name);
 	r->hnext = buckets[b];
 	buckets[b] = r;
@@ -265,6 +275,10 @@ static void maybe_free_locked(struct region *r)
 	free_slots[nfree++] = r->slot;
 	close_handle(r->h);
 	free(r);
+	if (--nlive <= trim_mark / 2 && trim_mark - nlive >= TRIM_AFTER) {
+		trim_mark = nlive;
+		watcher_trim_heap(); /* on the control thread, not under our lock */
+	}
 }
 
 int region_check_locked(struct region *r)

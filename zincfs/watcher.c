@@ -64,6 +64,7 @@
  *   J_NOTIFY jobs skip the invalidation (see watcher_stop).
  */
 #include <errno.h>
+#include <malloc.h>
 #include <linux/futex.h>
 #include <poll.h>
 #include <signal.h>
@@ -322,6 +323,17 @@ static pthread_cond_t ent_cond = PTHREAD_COND_INITIALIZER;
 static struct job *ent_jobs, **ent_tail = &ent_jobs;
 static pthread_t ent_tid;
 static int ent_started, ent_stop;
+
+static int trim_wanted;
+
+void watcher_trim_heap(void)
+{
+	__atomic_store_n(&trim_wanted, 1, __ATOMIC_RELEASE);
+	uint64_t one = 1;
+	if (ev_fd >= 0 && write(ev_fd, &one, sizeof(one)) < 0) {
+		/* see job_push */
+	}
+}
 
 static void job_push(struct job *j)
 {
@@ -620,6 +632,8 @@ static void *control_main(void *arg)
 			}
 		}
 		run_jobs();
+		if (__atomic_exchange_n(&trim_wanted, 0, __ATOMIC_ACQ_REL))
+			malloc_trim(0); /* all arenas: the workers' too */
 		if (__atomic_load_n(&ctl_stop, __ATOMIC_ACQUIRE))
 			break;
 	}

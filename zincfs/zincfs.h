@@ -180,6 +180,9 @@ void notify_request(fuse_req_t req, struct region *r, size_t size, int close);
  * waiters with EIDRM (takes a ref on r meanwhile).  -1 if it cannot be
  * queued: the caller fails the waiters itself. */
 int job_delete_entries_locked(struct region *r);
+/* Many regions were freed: give the heap's free memory back to the system
+ * (malloc_trim, on the control thread). */
+void watcher_trim_heap(void);
 
 /* ---- ops.c ---- */
 extern const struct fuse_lowlevel_ops zfs_ops;

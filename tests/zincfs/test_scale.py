@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from conftest import (PAGE, SLOW, count_blocked_tasks, finish, read_line, threads_of,
+from conftest import (PAGE, SLOW, WRAPPER, ZINCFS, count_blocked_tasks, finish, read_line,
+                      run, threads_of,
                       wait_until)
 
 N = 1000
@@ -140,3 +141,32 @@ def test_many_watched_regions(zfs):
     assert out.strip() == f"[('1', {MANY})]", out
     assert threads_of(zfs.proc.pid) <= limit
     z.exit()
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+
+
+def test_memory_given_back_after_regions_removed(zfs):
+    """Freed region state stayed in the worker threads' malloc arenas:
+    after 10,000 regions came and went zincfs still used ~37 MiB.  It trims
+    its heap once half of its regions (and at least 1,024) are gone."""
+    n = 5000
+    pid = zfs.proc.pid
+    rss0 = rss_kib(pid)
+    for i in range(n):
+        os.close(os.open(zfs.path(f"m{i}"), os.O_CREAT | os.O_WRONLY, 0o600))
+    assert len(os.listdir(zfs.mnt)) == 3 * n
+    peak = rss_kib(pid)
+    for i in range(n):
+        os.unlink(zfs.path(f"m{i}"))
+    assert os.listdir(zfs.mnt) == []
+    # valgrind and ASan bring their own allocators: glibc's trim cannot act
+    ldd = run(["ldd", str(ZINCFS)]).stdout
+    if WRAPPER or "libasan" in ldd:
+        return
+    target = rss0 + (peak - rss0) // 4
+    wait_until(lambda: rss_kib(pid) < target, 10,
+               f"zincfs RSS below {target} KiB (idle {rss0}, peak {peak}, "
+               f"now {rss_kib(pid)})")
