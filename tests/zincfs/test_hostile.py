@@ -116,10 +116,6 @@ class Ret(int):
     """A successful call's return value (a plain int in `want` is an errno)."""
 
 
-def xfail(reason):
-    return [pytest.mark.xfail(strict=True, reason=reason)]
-
-
 N250 = "a" * 250
 N251 = "b" * 251
 BIG63 = 2 ** 63
