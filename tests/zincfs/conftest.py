@@ -51,6 +51,13 @@ PRODUCER = BUILD / "libzinc" / "zinc-producer"
 CONSUMER = BUILD / "libzinc" / "zinc-consumer"
 WRAPPER = shlex.split(os.environ.get("ZINCFS_WRAPPER", ""))
 SLOW = float(os.environ.get("ZINCFS_SLOW", "10" if WRAPPER else "1"))
+
+# A job started in the background by a non-interactive shell (as CI may
+# start us) inherits SIGINT ignored, and exec passes that on to every
+# process a test starts: `cat` would then survive the SIGINT a test sends.
+# A handler in this process is reset to the default in its children.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TEST_TIMEOUT = int(os.environ.get("ZINCFS_TEST_TIMEOUT", 60 * SLOW))  # per test call
 
