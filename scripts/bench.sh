@@ -146,14 +146,17 @@ if [ -n "$DAEMON_PID" ] && grep -q 'error:' "$TMP/zincfs.log"; then
 fi
 
 # ---- chart ----
-if ! command -v gnuplot >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+panels=0
+for f in row1 row3 row4 row5; do [ -s "$TMP/$f.dat" ] && panels=$((panels + 1)); done
+if [ "$panels" != 0 ] && ! command -v gnuplot >/dev/null && [ "$(id -u)" = 0 ] &&
+	command -v apt-get >/dev/null; then
 	say "installing gnuplot-nox for the chart"
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gnuplot-nox \
 		>/dev/null 2>&1 || say "warning: apt-get install gnuplot-nox failed"
 fi
-if command -v gnuplot >/dev/null; then
-	panels=0
-	for f in row1 row3 row4 row5; do [ -s "$TMP/$f.dat" ] && panels=$((panels + 1)); done
+if [ "$panels" = 0 ]; then
+	say "no chart: none of the rows run (1, 3, 4, 5) is charted"
+elif command -v gnuplot >/dev/null; then
 	{
 		echo "set terminal pngcairo size 1200,$((380 * panels)) font ',9' noenhanced"
 		echo "set output '$BUILD/bench.png'"
