@@ -326,6 +326,7 @@ static int ent_started, ent_stop;
 
 static int trim_wanted;
 
+/* Called with zfs_lock held (which also guards ev_fd's closing). */
 void watcher_trim_heap(void)
 {
 	__atomic_store_n(&trim_wanted, 1, __ATOMIC_RELEASE);
@@ -728,8 +729,14 @@ int watcher_stop(void)
 		free(g);
 	}
 	close(ino_fd);
-	close(ev_fd);
 	if (mnt_fd >= 0)
 		close(mnt_fd);
+	ino_fd = mnt_fd = -1;
+	/* A late watcher_trim_heap() (locked: regions freed at exit) must not
+	 * write to whatever file reuses the number. */
+	LOCK();
+	close(ev_fd);
+	ev_fd = -1;
+	UNLOCK();
 	return 0;
 }
