@@ -11,11 +11,12 @@ ZINC_PACKAGES=(gcc meson ninja-build pkg-config libfuse3-dev fuse3
 
 die() { echo "error: $*" >&2; exit 1; }
 
-ensure_packages() {
+# Install those of the given Debian packages that are missing (as root).
+ensure_debs() {
 	local missing=() p
 	command -v dpkg-query >/dev/null ||
-		die "not a Debian/Ubuntu system: install by hand: ${ZINC_PACKAGES[*]}"
-	for p in "${ZINC_PACKAGES[@]}"; do
+		die "not a Debian/Ubuntu system: install by hand: $*"
+	for p in "$@"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
 			missing+=("$p")
 	done
@@ -29,6 +30,8 @@ ensure_packages() {
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
 		die "apt-get install ${missing[*]} failed"
 }
+
+ensure_packages() { ensure_debs "${ZINC_PACKAGES[@]}"; }
 
 ensure_fuse() {
 	[ -c /dev/fuse ] || die "/dev/fuse is missing: load the module (modprobe fuse) or run where FUSE works"

@@ -22,24 +22,8 @@ OUT=${1:-$ROOT/build-deb}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 
-command -v dpkg-query >/dev/null || die "not a Debian/Ubuntu system"
-
-install_pkgs() {
-	[ "$(id -u)" -eq 0 ] ||
-		die "missing build dependencies; run as root or: sudo apt-get install --no-install-recommends $*"
-	echo "installing: $*"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq || die "apt-get update failed"
-	apt-get install -y -qq --no-install-recommends "$@" >/dev/null ||
-		die "apt-get install $* failed"
-}
-
 # dpkg-buildpackage itself, then what debian/control asks for.
-missing=()
-for p in dpkg-dev build-essential; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
-done
-[ ${#missing[@]} -eq 0 ] || install_pkgs "${missing[@]}"
+ensure_debs dpkg-dev build-essential
 
 WORK=$(mktemp -d /tmp/zinc-deb.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
