@@ -4,7 +4,8 @@
 #   - the same unit tests under ASan+UBSan and under ThreadSanitizer,
 #   - the pytest suites of the zinc tool and of zincfs (which mount it),
 #     against the plain build, the ASan+UBSan build, and with the daemon
-#     under valgrind.
+#     under valgrind; the security suite (a second user attacks a mount)
+#     against the plain build.
 # Installs missing Debian packages when run as root.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -46,6 +47,11 @@ for dir in build build-asan; do
 	step "zincfs tests ($dir)"
 	ZINC_BUILD_DIR="$ROOT/$dir" $PYTEST tests/zincfs
 done
+
+# A second user (uid 4244, through setpriv) attacks a root-run allow_other
+# mount: races, locks, resource floods, kill -9 (under a minute).
+step "security tests (build)"
+ZINC_BUILD_DIR="$ROOT/build" $PYTEST tests/security
 
 step "zincfs tests with the daemon under valgrind"
 ZINC_BUILD_DIR="$ROOT/build" \
