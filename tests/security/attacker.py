@@ -182,21 +182,36 @@ def open_dirs(n):
     return [n, 0]
 
 
-def churn(name, rounds):
-    """Rewrite and truncate our own region's object while looking it up."""
-    fd = os.open(obj(name), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        for i in range(rounds):
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, header(name, PAGE, seq=i), 0)
-            os.ftruncate(fd, 2 * PAGE if i % 2 else 3 * PAGE)
-            if i % 3 == 2:
-                os.pwrite(fd, header(name, 2 * PAGE, seq=i), 0)
-            _errno_of(lambda: os.stat(mnt(name)))
-            _errno_of(lambda: os.close(os.open(mnt(name), os.O_RDONLY)))
-    finally:
-        os.close(fd)
-    return rounds
+def churn(names, seconds):
+    """Truncate our own regions' objects to nothing and write them whole
+    again (a child process per object) while looking them up and opening
+    them through the mount; then remove them.  Returns the number of
+    lookups."""
+    for n in names:
+        plant(n)
+    end = time.monotonic() + seconds
+    kids = []
+    for n in names:
+        pid = os.fork()
+        if pid == 0:
+            whole = header(n, PAGE).ljust(2 * PAGE, b"\0")
+            fd = os.open(obj(n), os.O_RDWR)
+            while time.monotonic() < end:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, whole, 0)
+            os._exit(0)
+        kids.append(pid)
+    lookups = 0
+    while time.monotonic() < end:
+        for n in names:
+            _errno_of(lambda: os.stat(mnt(n)))
+            _errno_of(lambda: os.close(os.open(mnt(n), os.O_RDONLY)))
+            lookups += 1
+    for pid in kids:
+        os.waitpid(pid, 0)
+    for n in names:
+        os.unlink(obj(n))
+    return lookups
 
 
 def junk(n, distinct):

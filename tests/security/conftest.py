@@ -12,7 +12,6 @@ process that runs the functions root names, one JSON line per call.
 """
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -81,10 +80,6 @@ def attacker(zfs):
 def as_attacker(zfs, script, timeout=10):
     """A shell snippet run by the attacker in the mount directory."""
     return zfs.sh(script, timeout=timeout, user=ATTACKER)
-
-
-def daemon_fds(zfs):
-    return len(os.listdir(f"/proc/{zfs.proc.pid}/fd"))
 
 
 def daemon_rss_kib(zfs):

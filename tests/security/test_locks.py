@@ -43,7 +43,7 @@ def timed(fn, *args, **kw):
 
 @pytest.mark.parametrize("locks", LOCKS.values(), ids=LOCKS.keys())
 def test_readers_locks_never_block_roots_create_unlink_stat_and_gc(zfs, attacker, locks):
-    for name in ("c", "u", "g"):
+    for name in ("c", "u", "rm", "g"):
         stale_region_of_root(zfs, name)
         attacker("lock", name, locks)
     z = zfs.zinc()
@@ -58,6 +58,9 @@ def test_readers_locks_never_block_roots_create_unlink_stat_and_gc(zfs, attacker
     _, dt = timed(z2.cmd, "unlink u")
     assert dt < PROMPT, f"zinc_unlink took {dt:.2f}s"
     assert not zfs.obj("u").exists()
+    r, dt = timed(run, [str(ZINC), "rm", "rm"], 10, env=zfs.env)
+    assert r.returncode == 0 and dt < PROMPT, (r.returncode, f"{dt:.2f}s", r.stderr)
+    assert not zfs.obj("rm").exists()
 
     r, dt = timed(run, [str(ZINC), "gc", "-v"], 10, env=zfs.env)
     assert r.returncode == 0 and dt < PROMPT, (r.returncode, f"{dt:.2f}s", r.stdout, r.stderr)
