@@ -71,15 +71,15 @@ def test_a_user_holding_thousands_of_regions_open_leaves_root_working(zfs, monke
 
 def test_a_thousand_open_directories_keep_daemon_memory_bounded(zfs, attacker):
     """5000 regions with 234-byte names; the attacker opens the mount's
-    directory up to 1000 times (for at most 8 s) and keeps every handle."""
+    directory up to 1000 times (for at most 10 s) and keeps every handle."""
     attacker("plant_many", "d" * 230, 5000)
     rss0 = daemon_rss_kib(zfs)
-    held, end = 0, time.monotonic() + 8
+    held, end = 0, time.monotonic() + 10
     while held < 1000 and time.monotonic() < end:
-        n, err = attacker("open_dirs", 25, timeout=60)
+        n, err = attacker("open_dirs", 10, timeout=60)
         held += n
         grown = daemon_rss_kib(zfs) - rss0
-        assert grown < 64 * 1024, f"zincfs grew by {grown} KiB for {held} open directories"
+        assert grown < 32 * 1024, f"zincfs grew by {grown} KiB for {held} open directories"
         if err:
             break
     assert held >= 100, f"only {held} directories opened (then {err})"
