@@ -49,7 +49,7 @@ for dir in build build-asan; do
 done
 
 # A second user (uid 4244, through setpriv) attacks a root-run allow_other
-# mount: races, locks, resource floods, kill -9 (under a minute).
+# mount: races, locks, resource floods, kill -9 (about a minute).
 step "security tests (build)"
 ZINC_BUILD_DIR="$ROOT/build" $PYTEST tests/security
 
