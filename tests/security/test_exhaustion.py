@@ -22,7 +22,7 @@ def root_still_works(zfs, name="mine"):
         assert os.pread(fd, 5, 0) == b"hello"
     finally:
         os.close(fd)
-    assert os.stat(zfs.path(name)).st_size == zc.PAGE
+    assert os.stat(zfs.path(name)).st_size == PAGE
     w = os.open(zfs.path(name + ".wait"), os.O_RDONLY | os.O_NONBLOCK)
     try:
         with pytest.raises(BlockingIOError):
@@ -35,7 +35,7 @@ def root_still_works(zfs, name="mine"):
         os.close(w)
     os.unlink(zfs.path(name))
     z = zfs.zinc().create(name + "-lib")
-    assert os.stat(zfs.path(name + "-lib")).st_size == zc.PAGE
+    assert os.stat(zfs.path(name + "-lib")).st_size == PAGE
     z.exit()
 
 
@@ -55,8 +55,9 @@ def test_huge_sparse_regions_planted_by_a_user_leave_root_working(zfs, attacker)
 
 @pytest.mark.zincfs("allow_other", start=False)
 def test_a_user_holding_thousands_of_regions_open_leaves_root_working(zfs, monkeypatch):
-    """zincfs gets 1024 file descriptors (prlimit); the attacker opens 1500
-    regions through the mount and keeps them open."""
+    """zincfs gets 1024 file descriptors (prlimit: the same attack at the
+    scale of this test's tmpfs); the attacker opens 1500 regions through
+    the mount and keeps them open."""
     monkeypatch.setattr(zc, "WRAPPER", ["prlimit", "--nofile=1024:1024"] + zc.WRAPPER)
     zfs.start()
     a = Attacker(zfs)
