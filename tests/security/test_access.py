@@ -31,6 +31,7 @@ def test_racing_open_o_creat_never_gets_roots_0600_region(zfs, attacker):
         rounds += 1
         z.close()  # removes it
     res = attacker.reply()
+    print(f"{rounds} rounds; attacker: {res}")  # for docs/RELIABILITY.md (pytest -rP)
     assert res["leaks"] == 0, f"the attacker opened root's 0600 region: {res}"
     assert rounds >= 50 and res["tries"] >= 100, f"no race happened: {rounds} rounds, {res}"
 
@@ -64,6 +65,7 @@ def test_racing_rm_never_removes_roots_region_that_replaced_a_stale_one(zfs, att
             lost.append("name gone")
         z.close()
     res = attacker.reply()
+    print(f"{rounds} rounds, {len(lost)} lost; attacker: {res}")
     assert not lost, f"root's region was removed in {len(lost)} of {rounds} rounds " \
         f"({sorted(set(lost))}); attacker: {res}"
     assert rounds >= 50 and res["plants"] >= 50, f"no race happened: {rounds} rounds, {res}"

@@ -85,6 +85,7 @@ def test_open_o_creat_never_fails_eexist_while_libzinc_creates_and_removes(zfs):
         creates += 1
         z.close()
     th.join()
+    print(f"{creates} creates; opener: {res}")
     assert "EEXIST" not in res["errors"], res
     assert creates >= 20 and res["opens"] >= 20, f"no race: {creates} creates, {res}"
 

@@ -83,6 +83,7 @@ def test_a_thousand_open_directories_keep_daemon_memory_bounded(zfs, attacker):
         assert grown < 32 * 1024, f"zincfs grew by {grown} KiB for {held} open directories"
         if err:
             break
+    print(f"{held} directory handles, zincfs grew by {grown} KiB")
     assert held >= 100, f"only {held} directories opened (then {err})"
     root_still_works(zfs)
 
@@ -92,6 +93,7 @@ def test_objects_rewritten_while_looked_up_leak_no_daemon_fds(zfs, attacker):
     writes them whole again, while it looks them up and opens them; then it
     removes them.  zincfs must let go of every fd on them."""
     lookups = attacker("churn", ["c0", "c1", "c2", "c3"], 3.0, timeout=60)
+    print(f"{lookups} lookups")
     assert lookups > 100
 
     def held():
@@ -115,5 +117,6 @@ def test_floods_of_invalid_objects_keep_the_log_bounded(zfs, attacker, distinct)
     and removed: 2000 names, or one name 2000 times."""
     attacker("junk", 2000, distinct, timeout=120)
     lines = zfs.log().splitlines()
+    print(f"{len(lines)} log lines")
     assert len(lines) <= 100, f"{len(lines)} log lines, the last: {lines[-3:]}"
     root_still_works(zfs)
