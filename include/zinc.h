@@ -182,6 +182,19 @@ int32_t zinc_stat(const char *name, struct zinc_info *info);
  * flags. */
 int32_t zinc_open_ex(const char *name, uint32_t flags, zinc_region **out);
 
+/* Replace the region that `owner` created by a new one of `capacity` bytes
+ * under the same name, all or nothing.  The new region is built unnamed
+ * (memory reserved, so -ENOSPC comes here), gets the old object's owner and
+ * mode, min(old, new capacity) data bytes and the counter's value, and is
+ * renamed over the name only if the name still refers to owner's region.
+ * Then the old region is marked removed (its waiters get -EIDRM) and the new
+ * owner handle is returned in *out; the caller still closes `owner` (which
+ * leaves the new name alone).  On failure nothing changed.  Returns 0,
+ * -EINVAL, -EPERM (not an owner handle, or permission denied), -ENOENT (the
+ * name was removed or replaced), -ENOSPC, or -errno.  *out is set to NULL
+ * first whenever out is not NULL. */
+int32_t zinc_recreate(zinc_region *owner, uintptr_t capacity, zinc_region **out);
+
 /* Fill *info from an open handle.  Returns 0 or -EINVAL. */
 int32_t zinc_handle_stat(zinc_region *r, struct zinc_info *info);
 
