@@ -101,7 +101,9 @@ uintptr_t zinc_capacity(zinc_region *r);
 void zinc_close(zinc_region *r);
 
 /* Signal the region: bump the counter (full barrier) and wake every waiter.
- * Makes no system call when nobody waits.  NULL is a no-op. */
+ * Makes no system call when nobody waits and every open handle is
+ * libzinc's (a zinc-core handle, seen in the header's ref_count, makes it
+ * wake).  NULL is a no-op. */
 void zinc_notify(zinc_region *r);
 
 /* Wait for a notification newer than this handle's cursor, then move the

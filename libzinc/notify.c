@@ -4,7 +4,8 @@
  *
  * No lost wake, no needless syscall: a waiter first announces itself
  * (ext->waiters++, seq_cst) and only then reads the counter; a notifier
- * first bumps the counter (seq_cst) and only then reads the waiter count.
+ * first bumps the counter (seq_cst) and only then reads the waiter count
+ * (and the handle counts, for zinc-core waiters: see zinc_notify).
  * One of the two always sees the other's store, and FUTEX_WAIT refuses to
  * sleep once the counter moved, so a wake is skipped only when nobody can
  * be asleep on the old value.
@@ -81,12 +82,23 @@ static int take(zinc_region *r, uint32_t *seen)
 	return rc == 0 && removed(r) ? -EIDRM : rc;
 }
 
+/*
+ * Wake if a libzinc waiter announced itself, or if a handle that is not
+ * libzinc's may be open (a zinc-core handle counts in ref_count but not in
+ * ext->handles, and its waiters never announce).  libzinc's open raises
+ * ref_count before handles and its close lowers handles first, so the
+ * transients err towards waking; a zinc-core open raised ref_count before
+ * its waiter read the counter, so if we read ref_count without that
+ * increment, the waiter reads our bump and does not sleep.
+ */
 void zinc_notify(zinc_region *r)
 {
 	if (!r)
 		return;
 	__atomic_fetch_add(seq_word(r), 1, __ATOMIC_SEQ_CST);
-	if (r->always_wake || __atomic_load_n(&r->ext->waiters, __ATOMIC_SEQ_CST))
+	if (r->always_wake || __atomic_load_n(&r->ext->waiters, __ATOMIC_SEQ_CST) ||
+	    __atomic_load_n(&r->hdr->ref_count, __ATOMIC_SEQ_CST) !=
+		    __atomic_load_n(&r->ext->handles, __ATOMIC_SEQ_CST))
 		zinc__wake_all(seq_word(r));
 }
 

@@ -425,7 +425,7 @@ static int init_region(struct zinc_region *r, size_t capacity)
 	r->ext = (struct zinc_ext *)((char *)m + ZINC_EXT_OFFSET);
 	r->ext->ext_magic = ZINC_EXT_MAGIC;
 	r->ext->waiters = 0;
-	r->ext->handles = 0;
+	r->ext->handles = 1; /* this owner handle */
 	r->ext->claim = 0;
 	__atomic_store_n(&h->magic, ZINC_MAGIC, __ATOMIC_RELEASE);
 	r->hdr = h;
@@ -705,8 +705,11 @@ int32_t zinc_open_ex(const char *name, uint32_t flags, zinc_region **out)
 		}
 		if (r->foreign)
 			r->always_wake = 1; /* zinc-core waiters never announce */
-		if (!observe)
+		if (!observe) { /* ref_count first: see zinc_notify */
 			__atomic_fetch_add(&r->hdr->ref_count, 1, __ATOMIC_SEQ_CST);
+			if (!r->foreign)
+				__atomic_fetch_add(&r->ext->handles, 1, __ATOMIC_SEQ_CST);
+		}
 		*out = r;
 		return 0;
 	}
@@ -727,13 +730,22 @@ int32_t zinc_open(const char *name, zinc_region **out)
  * A closer that cannot claim leaves it to the claimer, who looks again
  * after us.  Nothing here waits for a lock.
  */
+/* Decrement a shared count, but not below 0 (a scribbled header).
+ * Returns the value before. */
+static uint32_t count_down(uint32_t *count)
+{
+	uint32_t v = __atomic_load_n(count, __ATOMIC_RELAXED);
+	while (v && !__atomic_compare_exchange_n(count, &v, v - 1, 0, __ATOMIC_SEQ_CST,
+						 __ATOMIC_RELAXED))
+		;
+	return v;
+}
+
 static void close_counting(struct zinc_region *r)
 {
-	uint32_t refs = __atomic_load_n(&r->hdr->ref_count, __ATOMIC_RELAXED);
-	while (refs && !__atomic_compare_exchange_n(&r->hdr->ref_count, &refs,
-						    refs - 1, 0, __ATOMIC_SEQ_CST,
-						    __ATOMIC_RELAXED))
-		;
+	if (!r->foreign) /* handles first: see zinc_notify */
+		count_down(&r->ext->handles);
+	uint32_t refs = count_down(&r->hdr->ref_count);
 	unlock_byte(r->fd, LOCK_HANDLE);
 	for (int round = 0; round < CLOSE_ROUNDS; round++) {
 		if (zinc__flags(r) & ZINC_FLAG_REMOVED || other_handles(r->fd) ||
