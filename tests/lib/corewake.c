@@ -16,13 +16,7 @@ static pid_t core_waiter(const char *name, int ready)
 {
 	pid_t pid = tu_fork();
 	if (pid == 0) {
-		char p[PATH_MAX];
-		tu_path(name, p, sizeof(p));
-		int fd = open(p, O_RDWR | O_CLOEXEC);
-		CHECK_SYS(fd);
-		struct zinc_header *h = mmap(NULL, tu_page(), PROT_READ | PROT_WRITE,
-					     MAP_SHARED, fd, 0);
-		CHECK(h != MAP_FAILED);
+		struct zinc_header *h = tu_map_header(name);
 		__atomic_fetch_add(&h->ref_count, 1, __ATOMIC_SEQ_CST);
 		uint32_t seen = __atomic_load_n(&h->notify_seq, __ATOMIC_SEQ_CST);
 		tu_put(ready, 'w');

@@ -394,6 +394,20 @@ static __attribute__((unused)) int tu_make_object(const char *name,
 	return fd;
 }
 
+/* Map NAME's header page read-write by hand, as zinc-core does. */
+static __attribute__((unused)) struct zinc_header *tu_map_header(const char *name)
+{
+	char p[PATH_MAX];
+	tu_path(name, p, sizeof(p));
+	int fd = open(p, O_RDWR | O_CLOEXEC);
+	CHECK_SYS(fd);
+	struct zinc_header *h = mmap(NULL, tu_page(), PROT_READ | PROT_WRITE,
+				     MAP_SHARED, fd, 0);
+	CHECK(h != MAP_FAILED);
+	close(fd);
+	return h;
+}
+
 /* A valid v2 header for an object of `size` bytes (capacity size - page). */
 static __attribute__((unused)) struct zinc_header tu_header(const char *name,
 							   size_t size,
