@@ -63,4 +63,8 @@ static inline uint16_t zinc__flags(const struct zinc_region *r)
 /* Wake every waiter on the region's futex word (shared futex). */
 void zinc__wake_all(uint32_t *word);
 
+/* The region lost its name: set ZINC_FLAG_REMOVED, then (once) bump the
+ * counter and wake every waiter, who return -EIDRM. */
+void zinc__mark_removed(struct zinc_header *hdr);
+
 #endif

@@ -14,16 +14,30 @@
 #include <linux/futex.h>
 #include <sched.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
 
+/* A blocking wait looks at the object's link count this often. */
+#define SLICE_NS 1000000000u
+
 void zinc__wake_all(uint32_t *word)
 {
 	/* Shared (no FUTEX_PRIVATE_FLAG): waiters live in other processes. */
 	syscall(SYS_futex, word, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+}
+
+void zinc__mark_removed(struct zinc_header *hdr)
+{
+	uint16_t was = __atomic_fetch_or(&hdr->flags, ZINC_FLAG_REMOVED,
+					 __ATOMIC_SEQ_CST);
+	if (!(was & ZINC_FLAG_REMOVED)) {
+		__atomic_fetch_add(&hdr->notify_seq, 1, __ATOMIC_SEQ_CST);
+		zinc__wake_all(&hdr->notify_seq);
+	}
 }
 
 /* Sleep while *word == expected, until the absolute CLOCK_MONOTONIC
@@ -70,6 +84,20 @@ static int consume(zinc_region *r, uint32_t *seen)
 static int removed(zinc_region *r)
 {
 	return zinc__flags(r) & ZINC_FLAG_REMOVED;
+}
+
+/*
+ * Asked by a wait that slept for a while without news: was the name
+ * removed by someone who does not set ZINC_FLAG_REMOVED (zinc-core's last
+ * close, a plain rm)?  Then mark it, so every libzinc handle learns at once.
+ */
+static int name_gone(zinc_region *r)
+{
+	struct stat st;
+	if (fstat(r->fd, &st) < 0 || st.st_nlink != 0)
+		return 0;
+	zinc__mark_removed(r->hdr);
+	return 1;
 }
 
 /* consume(), except that the counter bump which comes with the region's
@@ -185,14 +213,19 @@ int32_t zinc_wait(zinc_region *r, uint32_t timeout_ms)
 		rc = take(r, &seen);
 		if (rc != -EAGAIN)
 			break;
-		/* EINTR, EAGAIN and spurious wakes loop; the absolute deadline
+		/* Sleep in slices, to notice a name removed without the flag.
+		 * EINTR, EAGAIN and spurious wakes loop; the absolute deadline
 		 * keeps the total timeout exact across them. */
-		rc = futex_wait_until(seq_word(r), seen, forever ? NULL : &deadline);
+		struct timespec until;
+		deadline_after(&until, SLICE_NS);
+		int last_slice = !forever && !before(&until, &deadline);
+		rc = futex_wait_until(seq_word(r), seen, last_slice ? &deadline : &until);
 		if (rc == -ETIMEDOUT) {
 			int last = removed(r) ? -EIDRM : take(r, &seen);
-			if (last != -EAGAIN)
-				rc = last;
-			break;
+			if (last != -EAGAIN || name_gone(r))
+				rc = last != -EAGAIN ? last : -EIDRM;
+			if (rc != -ETIMEDOUT || last_slice)
+				break;
 		}
 	}
 	__atomic_fetch_sub(&r->ext->waiters, 1, __ATOMIC_SEQ_CST);

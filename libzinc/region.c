@@ -122,8 +122,6 @@ static uint64_t fnv1a(const char *s)
 	return h;
 }
 
-void zinc__wake_all(uint32_t *word);
-
 /* 1 if path names the object open as fd. */
 static int names_object(int fd, const char *path)
 {
@@ -196,14 +194,6 @@ static void unclaim(int fd, struct zinc_ext *ext, uint64_t token)
 	unlock_byte(fd, LOCK_CLAIM);
 }
 
-/* The region lost its name: its waiters return -EIDRM. */
-static void mark_removed(struct zinc_header *hdr)
-{
-	__atomic_fetch_or(&hdr->flags, ZINC_FLAG_REMOVED, __ATOMIC_SEQ_CST);
-	__atomic_fetch_add(&hdr->notify_seq, 1, __ATOMIC_SEQ_CST);
-	zinc__wake_all(&hdr->notify_seq);
-}
-
 /*
  * Under the claim (r->hdr NULL: an object that is no region, which has no
  * claim): unlink r->path if it still names r's object, and only once the
@@ -218,7 +208,7 @@ static int unlink_claimed(struct zinc_region *r)
 	if (unlink(r->path) < 0)
 		return neg_errno(errno);
 	if (r->hdr)
-		mark_removed(r->hdr);
+		zinc__mark_removed(r->hdr);
 	return 0;
 }
 
@@ -583,7 +573,7 @@ static int replace_name(struct zinc_region *old, const char *proc)
 		else if (rename(tmp, old->path) < 0)
 			rc = neg_errno(errno);
 		else
-			mark_removed(old->hdr);
+			zinc__mark_removed(old->hdr);
 		unclaim(old->fd, old->ext, token);
 	}
 	if (rc)
