@@ -366,20 +366,25 @@ int region_lookup(const char *name, struct region **out)
 	return 0;
 }
 
-int region_create(const char *name, mode_t mode, const struct fuse_ctx *ctx,
-		  struct region **out)
+int region_create(fuse_req_t req, const char *name, mode_t mode, struct region **out)
 {
 	zinc_region *h;
+	struct cred_saved cs;
 	if (!zinc__valid_name(name))
 		return -EINVAL;
-	int rc = zinc_create(name, zfs_cfg.region_size, &h);
+	/* As the caller: the object (made unnamed, then linked) is theirs, and
+	 * only what they may remove themselves is replaced (a stale region,
+	 * under /dev/shm's sticky bit). */
+	int rc = cred_enter(req, &cs);
+	if (!rc)
+		rc = zinc_create(name, zfs_cfg.region_size, &h);
+	/* The mode it asked for (umask already applied by the kernel);
+	 * libzinc makes 0600. */
+	if (!rc && fchmod(zinc_fd(h), mode & 07777) < 0)
+		log_warn("region %s: cannot set its mode: %s", name, strerror(errno));
+	cred_leave(&cs);
 	if (rc)
 		return rc;
-	/* The creator owns the file, with the mode it asked for (umask
-	 * already applied by the kernel). */
-	if (fchown(zinc_fd(h), ctx->uid, ctx->gid) < 0 ||
-	    fchmod(zinc_fd(h), mode & 07777) < 0)
-		log_warn("region %s: cannot set owner/mode: %s", name, strerror(errno));
 	LOCK();
 	struct region *old = region_by_name_locked(name);
 	if (old)

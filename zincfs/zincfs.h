@@ -106,8 +106,8 @@ extern pthread_mutex_t zfs_lock;
 int parse_name(const char *name, char base[ZINC_NAME_MAX + 1]); /* kind or -1 */
 /* Find or open region NAME; takes a ref (region_put).  0 or -errno. */
 int region_lookup(const char *name, struct region **out);
-int region_create(const char *name, mode_t mode, const struct fuse_ctx *ctx,
-		  struct region **out);
+/* Create region NAME as the caller of req (cred.c). */
+int region_create(fuse_req_t req, const char *name, mode_t mode, struct region **out);
 /* Region of an inode with a ref taken, or NULL. */
 struct region *region_get(fuse_ino_t ino);
 void region_put(struct region *r);
@@ -183,6 +183,22 @@ int job_delete_entries_locked(struct region *r);
 /* Many regions were freed: give the heap's free memory back to the system
  * (malloc_trim, on the control thread). */
 void watcher_trim_heap(void);
+
+/* ---- cred.c: acting as the caller of a request ---- */
+
+struct cred_saved {
+	uid_t fsuid;
+	gid_t fsgid;
+	int active;
+};
+/* Take the caller's fsuid, fsgid and groups on this thread: 0, or -EPERM
+ * (logged) with the daemon's identity unchanged.  cred_leave() before
+ * replying (it does nothing after a failed cred_enter). */
+int cred_enter(fuse_req_t req, struct cred_saved *s);
+void cred_leave(struct cred_saved *s);
+/* Could the current fs identity open the object open as fd (dev/ino) with
+ * access mode acc?  0 or -errno (-EACCES). */
+int cred_may_open(int fd, int acc, dev_t dev, ino_t ino);
 
 /* ---- ops.c ---- */
 extern const struct fuse_lowlevel_ops zfs_ops;
