@@ -88,7 +88,8 @@ int32_t zinc_create(const char *name, uintptr_t capacity, zinc_region **out);
  * unless stopped or stuck). */
 int32_t zinc_open(const char *name, zinc_region **out);
 
-/* Start of the data area (page-aligned), or NULL for a NULL handle. */
+/* Start of the data area (page-aligned), or NULL for a NULL handle or one
+ * opened with ZINC_OPEN_HEADER. */
 uint8_t *zinc_ptr(zinc_region *r);
 
 /* Usable bytes of the data area (from the object's size, never from shared
@@ -170,10 +171,29 @@ int32_t zinc_stat(const char *name, struct zinc_info *info);
 /* zinc_open_ex flags: an observer handle does not count as a handle (it
  * never keeps a region alive and its close never removes the name). */
 #define ZINC_OPEN_OBSERVE 0x1
+/* Map only the header page: zinc_ptr() returns NULL, zinc_capacity() is
+ * still the capacity (from the object's size) and the data is read and
+ * written through zinc_fd() at zinc_data_offset().  However large the
+ * object, the handle costs one page of address space.  Combinable with
+ * ZINC_OPEN_OBSERVE. */
+#define ZINC_OPEN_HEADER 0x2
 
 /* zinc_open with flags.  Returns as zinc_open, or -EINVAL for unknown
  * flags. */
 int32_t zinc_open_ex(const char *name, uint32_t flags, zinc_region **out);
+
+/* Replace the region that `owner` created by a new one of `capacity` bytes
+ * under the same name, all or nothing.  The new region is built unnamed
+ * (memory reserved, so -ENOSPC comes here), gets the old object's owner and
+ * mode, min(old, new capacity) data bytes and the counter's value, and is
+ * renamed over the name only if the name still refers to owner's region.
+ * Then the old region is marked removed (its waiters get -EIDRM) and the new
+ * owner handle is returned in *out; the caller still closes `owner` (which
+ * leaves the new name alone).  On failure nothing changed.  Returns 0,
+ * -EINVAL, -EPERM (not an owner handle, or permission denied), -ENOENT (the
+ * name was removed or replaced), -ENOSPC, or -errno.  *out is set to NULL
+ * first whenever out is not NULL. */
+int32_t zinc_recreate(zinc_region *owner, uintptr_t capacity, zinc_region **out);
 
 /* Fill *info from an open handle.  Returns 0 or -EINVAL. */
 int32_t zinc_handle_stat(zinc_region *r, struct zinc_info *info);

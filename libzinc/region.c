@@ -110,33 +110,54 @@ static uint64_t fnv1a(const char *s)
 
 void zinc__wake_all(uint32_t *word);
 
-/*
- * Remove the name `path` if it still refers to the object open as fd: mark
- * the region removed, wake its waiters (they return -EIDRM) and unlink.
- * Serialised on LOCK_REMOVE so two removers never unlink a newer object
- * that took the name.  hdr may be NULL for an object that is no region.
- */
-static int remove_object(int fd, const char *path, struct zinc_header *hdr)
+/* 1 if path names the object open as fd. */
+static int names_object(int fd, const char *path)
 {
 	struct stat a, b;
-	int rc = lock_byte(fd, F_WRLCK, LOCK_REMOVE, LOCK_WAIT_MS);
-	if (rc)
-		return rc;
-	if (fstat(fd, &a) < 0 || stat(path, &b) < 0 ||
-	    a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
-		rc = -ENOENT; /* someone else removed or replaced it */
-	} else {
-		if (hdr) {
-			__atomic_fetch_or(&hdr->flags, ZINC_FLAG_REMOVED,
-					  __ATOMIC_SEQ_CST);
-			__atomic_fetch_add(&hdr->notify_seq, 1, __ATOMIC_SEQ_CST);
-			zinc__wake_all(&hdr->notify_seq);
-		}
-		rc = unlink(path) < 0 ? neg_errno(errno) : 0;
-	}
+	return fstat(fd, &a) == 0 && stat(path, &b) == 0 &&
+	       a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+/* Become the one process deciding about the object's name.  0 or -errno. */
+static int claim(int fd)
+{
+	return lock_byte(fd, F_WRLCK, LOCK_REMOVE, LOCK_WAIT_MS);
+}
+
+static void unclaim(int fd)
+{
 	struct flock fl = { .l_type = F_UNLCK, .l_whence = SEEK_SET,
 			    .l_start = LOCK_REMOVE, .l_len = 1 };
 	fcntl(fd, F_OFD_SETLK, &fl);
+}
+
+/* The region lost its name: its waiters return -EIDRM. */
+static void mark_removed(struct zinc_header *hdr)
+{
+	__atomic_fetch_or(&hdr->flags, ZINC_FLAG_REMOVED, __ATOMIC_SEQ_CST);
+	__atomic_fetch_add(&hdr->notify_seq, 1, __ATOMIC_SEQ_CST);
+	zinc__wake_all(&hdr->notify_seq);
+}
+
+/*
+ * Remove the name `path` if it still refers to the object open as fd: mark
+ * the region removed, wake its waiters (they return -EIDRM) and unlink.
+ * Serialised by claim() so two removers never unlink a newer object that
+ * took the name.  hdr may be NULL for an object that is no region.
+ */
+static int remove_object(int fd, const char *path, struct zinc_header *hdr)
+{
+	int rc = claim(fd);
+	if (rc)
+		return rc;
+	if (!names_object(fd, path)) {
+		rc = -ENOENT; /* someone else removed or replaced it */
+	} else {
+		if (hdr)
+			mark_removed(hdr);
+		rc = unlink(path) < 0 ? neg_errno(errno) : 0;
+	}
+	unclaim(fd);
 	return rc;
 }
 
@@ -144,7 +165,8 @@ static int remove_object(int fd, const char *path, struct zinc_header *hdr)
  * Map fd and check it is a region: regular file, size >= 2 pages and a page
  * multiple, magic (acquire), version, capacity == size - page.  A half-made
  * object (size 0, or right size but magic 0) is waited for briefly, since a
- * creator may be between its steps.  Fills r's mapping fields.
+ * creator may be between its steps.  Fills r's mapping fields; with
+ * ZINC_OPEN_HEADER in r->open_flags only the header page is mapped.
  */
 static int map_region(int fd, struct zinc_region *r)
 {
@@ -170,7 +192,8 @@ static int map_region(int fd, struct zinc_region *r)
 						peek.version != ZINC_FORMAT_VERSION ||
 						peek.capacity != size - page))
 				return -EBADMSG;
-			void *m = mmap(NULL, size, PROT_READ | PROT_WRITE,
+			size_t len = r->open_flags & ZINC_OPEN_HEADER ? page : size;
+			void *m = mmap(NULL, len, PROT_READ | PROT_WRITE,
 				       MAP_SHARED, fd, 0);
 			if (m == MAP_FAILED)
 				return neg_errno(errno);
@@ -180,13 +203,13 @@ static int map_region(int fd, struct zinc_region *r)
 			    h->capacity == size - page) {
 				r->hdr = h;
 				r->ext = (struct zinc_ext *)((char *)m + ZINC_EXT_OFFSET);
-				r->data = (uint8_t *)m + page;
-				r->map_size = size;
+				r->data = len == size ? (uint8_t *)m + page : NULL;
+				r->map_size = len;
 				r->capacity = size - page;
 				r->foreign = r->ext->ext_magic != ZINC_EXT_MAGIC;
 				return 0;
 			}
-			munmap(m, size);
+			munmap(m, len);
 			if (magic != 0)
 				return -EBADMSG;
 			half_made = 1;
@@ -334,24 +357,34 @@ static int own_and_init(struct zinc_region *r, int fd, size_t capacity)
 }
 
 /*
- * Preferred: build the region in an unnamed file (O_TMPFILE) and link it
- * under its name only once it is complete, so nobody ever sees it half-made
- * and a failed create leaves nothing behind.  -EOPNOTSUPP if the directory's
- * filesystem (or a missing /proc) does not allow it.
+ * Build a region of `capacity` owned by r in an unnamed file (O_TMPFILE) of
+ * the region directory; proc gets the file's /proc/self/fd path for
+ * linkat().  -EOPNOTSUPP if the directory's filesystem (or a missing /proc)
+ * does not allow it.  On failure the caller frees r, and the file with it.
  */
-static int create_unnamed(struct zinc_region *r, size_t capacity)
+static int build_unnamed(struct zinc_region *r, size_t capacity, char proc[64])
 {
-	char proc[64];
 	int fd = open(region_dir(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return errno == EISDIR || errno == EINVAL ? -EOPNOTSUPP
 							  : neg_errno(errno);
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	snprintf(proc, 64, "/proc/self/fd/%d", fd);
 	if (access(proc, F_OK) < 0) {
 		close(fd);
 		return -EOPNOTSUPP;
 	}
-	int rc = own_and_init(r, fd, capacity);
+	return own_and_init(r, fd, capacity);
+}
+
+/*
+ * Preferred: build the region unnamed and link it under its name only once
+ * it is complete, so nobody ever sees it half-made and a failed create
+ * leaves nothing behind.
+ */
+static int create_unnamed(struct zinc_region *r, size_t capacity)
+{
+	char proc[64];
+	int rc = build_unnamed(r, capacity, proc);
 	for (int attempt = 0; !rc; attempt++) {
 		if (linkat(AT_FDCWD, proc, AT_FDCWD, r->path, AT_SYMLINK_FOLLOW) == 0)
 			return 0;
@@ -362,7 +395,7 @@ static int create_unnamed(struct zinc_region *r, size_t capacity)
 		else
 			rc = remove_if_stale(r->path);
 	}
-	return rc; /* the caller closes fd: the unnamed file is gone */
+	return rc;
 }
 
 /* Fallback: create the name first (O_EXCL), then fill it in. */
@@ -411,12 +444,99 @@ int32_t zinc_create(const char *name, uintptr_t capacity, zinc_region **out)
 	return 0;
 }
 
+/* Give the new object the old one's owner and mode (a daemon may have
+ * shared it with others). */
+static int copy_access(int from, int to)
+{
+	struct stat a, b;
+	if (fstat(from, &a) < 0 || fstat(to, &b) < 0)
+		return -errno;
+	if ((a.st_uid != b.st_uid || a.st_gid != b.st_gid) &&
+	    fchown(to, a.st_uid, a.st_gid) < 0)
+		return neg_errno(errno);
+	return fchmod(to, a.st_mode & 07777) < 0 ? neg_errno(errno) : 0;
+}
+
+/*
+ * Link the complete new region (open as proc) under a temporary name, then rename that
+ * over the name, which must still be old's object.  Nothing changed on
+ * failure.  The temporary name is no region name, so listings skip it.
+ */
+static int replace_name(struct zinc_region *old, const char *proc)
+{
+	static unsigned counter;
+	char tmp[PATH_MAX];
+	int rc = -EEXIST;
+	for (int attempt = 0; rc == -EEXIST && attempt < 8; attempt++) {
+		int n = snprintf(tmp, sizeof(tmp), "%s/.zinc-new.%d.%u", region_dir(),
+				 (int)getpid(), __atomic_fetch_add(&counter, 1,
+								   __ATOMIC_RELAXED));
+		if (n < 0 || n >= (int)sizeof(tmp))
+			return -EINVAL;
+		rc = linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) < 0
+			     ? neg_errno(errno) : 0;
+	}
+	if (rc)
+		return rc;
+	rc = claim(old->fd);
+	if (!rc) {
+		if (zinc__flags(old) & ZINC_FLAG_REMOVED || !names_object(old->fd, old->path))
+			rc = -ENOENT;
+		else if (rename(tmp, old->path) < 0)
+			rc = neg_errno(errno);
+		else
+			mark_removed(old->hdr);
+		unclaim(old->fd);
+	}
+	if (rc)
+		unlink(tmp);
+	return rc;
+}
+
+int32_t zinc_recreate(zinc_region *owner, uintptr_t capacity, zinc_region **out)
+{
+	size_t page = zinc__page_size();
+	char proc[64];
+	if (out)
+		*out = NULL;
+	if (!owner || !out || capacity == 0 || capacity % page ||
+	    capacity > (uintptr_t)(INT64_MAX - (int64_t)page))
+		return -EINVAL;
+	if (!owner->owner)
+		return -EPERM;
+	if (zinc__flags(owner) & ZINC_FLAG_REMOVED)
+		return -ENOENT;
+	struct zinc_region *r = new_handle(owner->name, owner->path);
+	if (!r)
+		return -ENOMEM;
+	r->spin_ns = owner->spin_ns;
+	int rc = build_unnamed(r, capacity, proc);
+	if (!rc)
+		rc = copy_access(owner->fd, r->fd);
+	if (!rc) {
+		memcpy(r->data, owner->data,
+		       capacity < owner->capacity ? capacity : owner->capacity);
+		/* A reader that reopens after -EIDRM finds the data announced. */
+		__atomic_store_n(&r->hdr->notify_seq,
+				 __atomic_load_n(&owner->hdr->notify_seq, __ATOMIC_ACQUIRE),
+				 __ATOMIC_RELEASE);
+		rc = replace_name(owner, proc);
+	}
+	if (rc) {
+		free_handle(r);
+		return rc;
+	}
+	*out = r;
+	return 0;
+}
+
 int32_t zinc_open_ex(const char *name, uint32_t flags, zinc_region **out)
 {
 	char path[PATH_MAX];
 	if (out)
 		*out = NULL;
-	if (!out || object_path(name, path) || (flags & ~ZINC_OPEN_OBSERVE))
+	if (!out || object_path(name, path) ||
+	    (flags & ~(ZINC_OPEN_OBSERVE | ZINC_OPEN_HEADER)))
 		return -EINVAL;
 	int observe = flags & ZINC_OPEN_OBSERVE;
 

@@ -27,6 +27,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -270,6 +271,14 @@ static __attribute__((unused)) int tu_mount_tmpfs(const char *size)
 	}
 	tu_use_dir(tu_mnt);
 	return 0;
+}
+
+/* Free bytes of the region directory's filesystem. */
+static __attribute__((unused)) uint64_t tu_free_bytes(void)
+{
+	struct statvfs v;
+	CHECK_SYS(statvfs(tu_dir, &v));
+	return (uint64_t)v.f_bfree * v.f_frsize;
 }
 
 /* snprintf that fails the test instead of truncating. */
