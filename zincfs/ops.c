@@ -83,6 +83,9 @@ static void zfs_init(void *userdata, struct fuse_conn_info *conn)
 		data_direct_io = 1;
 	}
 #endif
+	/* The kernel splits a larger write(2) into FUSE writes of at most
+	 * this many bytes: to NAME.notify, one notification each (zincfs(8)). */
+	log_info("max_write %u", conn->max_write);
 }
 
 static int root_stat(struct stat *st)

@@ -52,10 +52,11 @@ static void pending_unlink(struct pending *p)
 	}
 }
 
+/* Any change of the counter counts, as for zinc_wait: a writer may move it
+ * by any amount (2^31 or more looks "older" to a signed comparison). */
 static int ready(const struct wfile *wf)
 {
-	return wf->text_off < wf->text_len ||
-	       (int32_t)(wf->r->done_seq - wf->cursor) > 0;
+	return wf->text_off < wf->text_len || wf->r->done_seq != wf->cursor;
 }
 
 /* The answer to a read of `size` bytes, copied to out (16 bytes): the rest

@@ -160,10 +160,13 @@ static int needs_inval_locked(const struct region *r)
 	return r->data_open > 0;
 }
 
-/* Readers may now see seq (locked). */
+/* Readers may now see seq (locked), unless a later value was seen since:
+ * that one is published by its own event.  "Later" is the order in which
+ * we saw values (r->last_seq is the last), not their size: the counter
+ * may move by any amount, and any change wakes readers. */
 static void publish_locked(struct region *r, uint32_t seq, struct replies *out)
 {
-	if ((int32_t)(seq - r->done_seq) > 0)
+	if (seq == r->last_seq)
 		r->done_seq = seq;
 	waiters_publish_locked(r, out);
 }
@@ -356,8 +359,7 @@ static void job_push(struct job *j)
  * nothing new. */
 static void publish_own_locked(struct region *r, uint32_t seq, struct replies *out)
 {
-	if ((int32_t)(seq - r->last_seq) > 0)
-		r->last_seq = seq;
+	r->last_seq = seq; /* read just now, under the lock: the latest */
 	publish_locked(r, seq, out);
 }
 
