@@ -346,3 +346,38 @@ def test_user_resizes_own_region_but_not_others(zfs):
     assert rc != 0, err
     assert zfs.obj("root").stat().st_size == 2 * PAGE
     assert zfs.sh("rm mine root").returncode == 0
+
+
+def test_reader_reads_and_waits_but_changes_nothing(zfs):
+    """zincfs(8) SECURITY, What a reader can do."""
+    r = zfs.sh("umask 022; touch pub && echo hello > pub")
+    assert r.returncode == 0, r.stderr
+    r = zfs.sh("head -c 5 pub && getfattr --only-values -n user.zinc.seq pub && "
+               "timeout 0.3 cat pub.wait; echo \" $?\"", user=USER)
+    assert r.stdout == "hello0 124\n", r
+    for cmd in ("echo x > pub", "echo > pub.notify", f"truncate -s {2 * PAGE} pub",
+                "chmod 666 pub", "rm -f pub", "touch pub"):
+        rc, err = user_sh(zfs, cmd)
+        assert rc != 0 and ("Permission denied" in err or
+                            "Operation not permitted" in err), (cmd, rc, err)
+    assert zfs.path("pub").read_bytes()[:6] == b"hello\n"
+    assert stat.S_IMODE(zfs.obj("pub").stat().st_mode) == 0o644
+    assert seq_of(zfs, "pub") == 0
+    # an open file of the reader counts as a user: the owner's resize waits
+    with open(zfs.path("pub")) as f:  # ours is closed before the truncate
+        p = zfs.spawn(as_user() + ["sleep", "60"], stdin=f)
+    r = zfs.sh(f"truncate -s {2 * PAGE} pub")
+    assert r.returncode != 0 and "busy" in r.stderr, r
+    p.kill()
+    p.wait()
+    wait_until(lambda: zfs.sh(f"truncate -s {2 * PAGE} pub").returncode == 0, 5,
+               "the resize once the reader closed")
+    # no read permission: not even the header's fields
+    os.chmod(zfs.obj("pub"), 0o600)
+    wait_until(lambda: user_sh(zfs, "getfattr -n user.zinc.seq pub")[0] != 0, 5,
+               "the new mode to reach the kernel")
+    assert zfs.sh("rm pub").returncode == 0
+
+
+def seq_of(zfs, name):
+    return int(os.getxattr(zfs.path(name), "user.zinc.seq"))
