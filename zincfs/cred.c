@@ -64,9 +64,15 @@ int cred_enter(fuse_req_t req, struct cred_saved *s)
 	pthread_once(&own_once, read_own_groups);
 	s->fsuid = (uid_t)setfsuid((uid_t)-1);
 	s->fsgid = (gid_t)setfsgid((gid_t)-1);
+	s->active = 0;
+	/* The daemon's own user and group (root calling a root daemon, or the
+	 * user of a mount without allow_other): nothing to change.  Each change
+	 * of credentials costs microseconds, reading the groups tens. */
+	if (ctx->uid == s->fsuid && ctx->gid == s->fsgid)
+		return 0;
 	s->active = 1;
-	/* From /proc/PID/status of the caller; without it (no pid, another
-	 * pid namespace), the primary group alone: fewer rights, never more. */
+	/* From /proc/PID/status of the caller; without it (no pid: a caller
+	 * in a PID namespace we cannot see), the primary group alone. */
 	int n = fuse_req_getgroups(req, MAX_GROUPS, groups);
 	if (n < 0) {
 		groups[0] = ctx->gid;
