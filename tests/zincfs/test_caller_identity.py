@@ -352,10 +352,11 @@ def test_user_resizes_own_region_but_not_others(zfs):
     assert user_sh(zfs, f"touch mine && truncate -s {2 * PAGE} mine")[0] == 0
     assert zfs.obj("mine").stat().st_size == 3 * PAGE
     assert zfs.obj("mine").stat().st_uid == USER
-    assert zfs.sh("touch root && chmod 666 root").returncode == 0
+    assert zfs.sh("touch root && chmod 666 root && echo keep > root").returncode == 0
     rc, err = user_sh(zfs, f"truncate -s {2 * PAGE} root")
-    assert rc != 0, err
+    assert rc != 0 and "Operation not permitted" in err, err
     assert zfs.obj("root").stat().st_size == 2 * PAGE
+    assert zfs.path("root").read_bytes()[:5] == b"keep\n"
     assert zfs.sh("rm mine root").returncode == 0
 
 
