@@ -3,7 +3,6 @@
 or nothing, what one write(2) to NAME.notify notifies, create without
 O_EXCL never fails with EEXIST, any change of the counter wakes .wait
 readers, and what splice(2)/sendfile(2) do with the control files."""
-import ctypes
 import errno
 import mmap
 import os
@@ -14,10 +13,10 @@ import subprocess
 
 import pytest
 
-from conftest import BUILD, PAGE, SLOW, finish, read_line, wait_blocked, wait_until
+from conftest import PAGE, finish, read_line, wait_blocked, wait_until
+from test_hostile import LIBZINC, _sanitizer_env  # ctypes on a sanitized libzinc
 
 PY = "/usr/bin/python3"
-LIBZINC = BUILD / "libzinc" / "libzinc.so.1"
 MAX_WRITE = 256 * PAGE  # libfuse 3.14's buffer: 256 pages (1 MiB)
 
 
@@ -165,7 +164,7 @@ print(n, flush=True)
 
 def test_create_without_excl_never_eexist_while_libzinc_churns(zfs):
     p = zfs.spawn([PY, "-c", CHURN, str(LIBZINC), str(PAGE)], stdin=subprocess.PIPE,
-                  stdout=subprocess.PIPE)
+                  stdout=subprocess.PIPE, env=_sanitizer_env(zfs.env))
     assert read_line(p) == "ready"
     ok, errs = 0, {}
     for _ in range(200):
