@@ -217,13 +217,7 @@ for line in sys.stdin:
 """
 
 
-# The 0666 case needs libzinc's removal order (unlink, then mark removed)
-# from branch lib; strict: merging it makes this fail until the mark goes.
-NEEDS_LIB_REMOVAL_ORDER = pytest.mark.xfail(
-    strict=True, reason="libzinc marks a region removed before its unlink fails")
-
-
-@pytest.mark.parametrize("mode", [0o600, pytest.param(0o666, marks=NEEDS_LIB_REMOVAL_ORDER)])
+@pytest.mark.parametrize("mode", [0o600, 0o666])
 def test_rm_never_removes_a_region_of_another_user(zfs, mode):
     """Attack 2: root's zinc_create replaces a stale region the attacker
     owned; the attacker's rm right after must not remove root's region, nor
