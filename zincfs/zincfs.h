@@ -91,6 +91,11 @@ struct region {
 	int gidx;               /* index in group->regions */
 	uint32_t last_seq;      /* counter value the watcher saw last */
 	uint32_t done_seq;      /* counter value published to readers */
+	/* Counter values are ordered by when we saw them, not by size (the
+	 * counter may move by any amount): each new value seen gets the
+	 * next number. */
+	uint64_t seen_gen;      /* number of last_seq */
+	uint64_t done_gen;      /* number of done_seq */
 	/* waiters (waiters.c) */
 	struct wfile *wfiles;   /* open .wait files */
 	struct pending *pending; /* deferred reads */
@@ -139,6 +144,7 @@ void region_slot_ino(const char *name, fuse_ino_t *base);
 struct wfile {
 	struct region *r;
 	uint32_t cursor;
+	uint64_t gen;           /* r->seen_gen when the cursor was set */
 	char text[16];          /* the last answer, for readers of few bytes */
 	uint8_t text_off, text_len;
 	struct fuse_pollhandle *ph;
