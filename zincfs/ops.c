@@ -83,6 +83,9 @@ static void zfs_init(void *userdata, struct fuse_conn_info *conn)
 		data_direct_io = 1;
 	}
 #endif
+	/* The kernel splits a larger write(2) into FUSE writes of at most
+	 * this many bytes: to NAME.notify, one notification each (zincfs(8)). */
+	log_info("max_write %u", conn->max_write);
 }
 
 static int root_stat(struct stat *st)
@@ -185,6 +188,22 @@ static struct region *region_or_enoent(fuse_req_t req, fuse_ino_t ino)
 	return r;
 }
 
+/*
+ * Could the caller of req open r's object with access acc directly?  The
+ * kernel checked the attributes it cached (up to TIMEOUT old, and those of
+ * the region the name had then); this asks the kernel about the object we
+ * serve, now, with the caller's identity.  0 or -errno.
+ */
+static int caller_may_open(fuse_req_t req, struct region *r, int acc)
+{
+	struct cred_saved cs;
+	int rc = cred_enter(req, &cs);
+	if (!rc)
+		rc = cred_may_open(zinc_fd(r->h), acc, r->dev, r->ino);
+	cred_leave(&cs);
+	return rc;
+}
+
 static void zfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)fi;
@@ -203,6 +222,7 @@ static void zfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	reply_attr_put(req, r, INO_KIND(ino));
 }
 
+/* As the caller (see zfs_setattr). */
 static int set_data_attrs(struct region *r, struct stat *attr, int to_set,
 			  struct fuse_file_info *fi)
 {
@@ -240,7 +260,14 @@ static void zfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		return;
 	int kind = INO_KIND(ino), rc = 0;
 	if (kind == K_DATA) {
-		rc = set_data_attrs(r, attr, to_set, fi);
+		/* The owner may chmod, the kernel decides (on the object, not
+		 * on attributes it cached); a resize replaces the object, and
+		 * so needs what removing it needs. */
+		struct cred_saved cs;
+		rc = cred_enter(req, &cs);
+		if (!rc)
+			rc = set_data_attrs(r, attr, to_set, fi);
+		cred_leave(&cs);
 	} else if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
 		rc = -EPERM; /* control files follow the data file */
 	}
@@ -263,6 +290,14 @@ static void zfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (!r)
 		return;
 	int kind = INO_KIND(ino), acc = fi->flags & O_ACCMODE;
+	if ((kind == K_NOTIFY && acc != O_WRONLY) || (kind == K_WAIT && acc != O_RDONLY))
+		goto denied;
+	int rc = caller_may_open(req, r, acc);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		region_put(r);
+		return;
+	}
 	fi->keep_cache = 0;
 	fi->direct_io = 1;
 	if (kind == K_DATA) {
@@ -271,8 +306,6 @@ static void zfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		region_opened_locked(r, K_DATA);
 		UNLOCK();
 	} else if (kind == K_NOTIFY) {
-		if (acc != O_WRONLY)
-			goto denied;
 		struct nfile *nf = calloc(1, sizeof(*nf));
 		if (!nf) {
 			fuse_reply_err(req, ENOMEM);
@@ -285,8 +318,6 @@ static void zfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		region_opened_locked(r, K_NOTIFY);
 		UNLOCK();
 	} else {
-		if (acc != O_RDONLY)
-			goto denied;
 		struct wfile *wf = wfile_open(r);
 		if (!wf) {
 			fuse_reply_err(req, ENOMEM);
@@ -454,8 +485,18 @@ static void zfs_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 
 /* ---- creating and removing regions ---- */
 
+/*
+ * Create region NAME as the caller (region_create).  A name that is taken
+ * (a live region, or an object the caller may not replace) is opened the way
+ * open(2) would: only if it is a region that the caller could open with the
+ * requested access.  While others create and remove the name, we try again
+ * a few times and then give EBUSY, never EEXIST: that is only for O_EXCL and
+ * for a name held by an object that is no region.
+ */
+#define CREATE_TRIES 8
+
 static int create_common(fuse_req_t req, fuse_ino_t parent, const char *name,
-			 mode_t mode, int excl, struct region **out)
+			 mode_t mode, int flags, struct region **out)
 {
 	char base[ZINC_NAME_MAX + 1];
 	int kind = root_name(parent, name, base, EINVAL);
@@ -463,13 +504,28 @@ static int create_common(fuse_req_t req, fuse_ino_t parent, const char *name,
 		return kind;
 	if (kind != K_DATA)
 		return -EPERM; /* control files come with their region */
-	int rc = region_create(base, mode, fuse_req_ctx(req), out);
-	if (rc == -EEXIST && !excl) {
-		rc = region_lookup(base, out); /* appeared meanwhile: open it */
-		if (rc == -ENOENT) /* taken by something that is no region */
-			rc = -EEXIST;
+	for (int i = 0;; i++) {
+		int rc = region_create(req, base, mode, out);
+		if (rc != -EEXIST && rc != -EACCES && rc != -EPERM)
+			return rc;
+		int lrc = region_lookup(base, out);
+		if (lrc == 0) {
+			lrc = (flags & O_EXCL) ? -EEXIST
+					       : caller_may_open(req, *out, flags & O_ACCMODE);
+			if (lrc)
+				region_put(*out);
+			return lrc;
+		}
+		if (lrc != -ENOENT)
+			return lrc;
+		/* No region there: an object that is none (a directory, a
+		 * FIFO, garbage) holds the name, or it was removed meanwhile. */
+		struct stat st;
+		if (rc == -EEXIST && object_check(base, &st) == -EBADMSG)
+			return -EEXIST;
+		if (i == CREATE_TRIES)
+			return rc == -EEXIST ? -EBUSY : -EACCES;
 	}
-	return rc == -EPERM ? -EACCES : rc;
 }
 
 static void zfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -477,7 +533,7 @@ static void zfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 {
 	struct region *r;
 	struct fuse_entry_param e;
-	int rc = create_common(req, parent, name, mode, (fi->flags & O_EXCL) != 0, &r);
+	int rc = create_common(req, parent, name, mode, fi->flags, &r);
 	if (rc) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -508,7 +564,7 @@ static void zfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_err(req, EPERM);
 		return;
 	}
-	int rc = create_common(req, parent, name, mode, 1, &r);
+	int rc = create_common(req, parent, name, mode, O_EXCL, &r);
 	if (rc) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -534,7 +590,13 @@ static void zfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, EPERM); /* rm the region, not its controls */
 		return;
 	}
-	int rc = zinc_unlink(base);
+	/* As the caller: the kernel decides on the very object (the sticky
+	 * bit of /dev/shm), not on attributes it cached a moment ago. */
+	struct cred_saved cs;
+	int rc = cred_enter(req, &cs);
+	if (!rc)
+		rc = zinc_unlink(base);
+	cred_leave(&cs);
 	if (rc) {
 		fuse_reply_err(req, rc == -EPERM ? EACCES : -rc);
 		return;

@@ -366,20 +366,25 @@ int region_lookup(const char *name, struct region **out)
 	return 0;
 }
 
-int region_create(const char *name, mode_t mode, const struct fuse_ctx *ctx,
-		  struct region **out)
+int region_create(fuse_req_t req, const char *name, mode_t mode, struct region **out)
 {
 	zinc_region *h;
+	struct cred_saved cs;
 	if (!zinc__valid_name(name))
 		return -EINVAL;
-	int rc = zinc_create(name, zfs_cfg.region_size, &h);
+	/* As the caller: the object (made unnamed, then linked) is theirs, and
+	 * only what they may remove themselves is replaced (a stale region,
+	 * under /dev/shm's sticky bit). */
+	int rc = cred_enter(req, &cs);
+	if (!rc)
+		rc = zinc_create(name, zfs_cfg.region_size, &h);
+	/* The mode it asked for (umask already applied by the kernel);
+	 * libzinc makes 0600. */
+	if (!rc && fchmod(zinc_fd(h), mode & 07777) < 0)
+		log_warn("region %s: cannot set its mode: %s", name, strerror(errno));
+	cred_leave(&cs);
 	if (rc)
 		return rc;
-	/* The creator owns the file, with the mode it asked for (umask
-	 * already applied by the kernel). */
-	if (fchown(zinc_fd(h), ctx->uid, ctx->gid) < 0 ||
-	    fchmod(zinc_fd(h), mode & 07777) < 0)
-		log_warn("region %s: cannot set owner/mode: %s", name, strerror(errno));
 	LOCK();
 	struct region *old = region_by_name_locked(name);
 	if (old)
@@ -521,16 +526,17 @@ void region_slot_ino(const char *name, fuse_ino_t *base)
 
 /*
  * Give an owned region a new capacity: only right after creation, while
- * zincfs is its only holder.  The region is re-created under the same name;
- * the entry (and so the inode) stays.
+ * zincfs is its only holder.  zinc_recreate builds the new region unnamed
+ * (data up to min(old, new), the counter, owner and mode carried over) and
+ * renames it over the name: on any failure nothing changed.  Runs as the
+ * caller (ops.c), so the kernel decides whether they may replace the
+ * object.  The entry (and so the inode) stays.
  */
 #define RELEASE_WAIT_MS 100
 
 int region_resize_locked(struct region *r, uint64_t size, int self_opens)
 {
 	struct zinc_info info;
-	struct stat st;
-	/* page + size must fit in off_t (zinc(7)): refuse before removing. */
 	if (size == 0 || size % zfs_cfg.page ||
 	    size > (uint64_t)INT64_MAX - zfs_cfg.page)
 		return -EINVAL;
@@ -562,40 +568,22 @@ int region_resize_locked(struct region *r, uint64_t size, int self_opens)
 	 * users of r (ours is the caller's). */
 	if (info.others || r->open > self_opens || r->refs > 1)
 		return -EBUSY;
-	if (fstat(zinc_fd(r->h), &st) < 0)
-		return -errno;
 	zinc_region *nh;
-	rc = zinc_unlink(r->name);
+	GUARDED(rc = zinc_recreate(r->h, size, &nh), rc = -EIO);
 	if (rc)
 		return rc;
-	int err = zinc_create(r->name, size, &nh);
-	if (err) {
-		/* Put a region of the old size back if we can. */
-		if (zinc_create(r->name, zinc_capacity(r->h), &nh)) {
-			region_gone_locked(r, "lost while resizing");
-			return err;
-		}
-	}
-	if (fchown(zinc_fd(nh), st.st_uid, st.st_gid) < 0 ||
-	    fchmod(zinc_fd(nh), st.st_mode & 07777) < 0)
-		log_warn("region %s: cannot keep owner/mode: %s", r->name,
-			 strerror(errno));
 	/* The watcher must stop using the old counter before it goes. */
 	watch_del_locked(r);
-	close_handle(r->h);
+	close_handle(r->h); /* marked removed: its close leaves the name alone */
 	r->h = nh;
-	struct stat nst;
-	if (fstat(zinc_fd(nh), &nst) == 0) {
-		r->dev = nst.st_dev;
-		r->ino = nst.st_ino;
+	struct stat st;
+	if (fstat(zinc_fd(nh), &st) == 0) {
+		r->dev = st.st_dev;
+		r->ino = st.st_ino;
 	}
-	for (struct wfile *wf = r->wfiles; wf; wf = wf->next)
-		wf->cursor = wf->text_off = wf->text_len = 0;
 	watch_update_locked(r);
-	if (!err)
-		log_info("region %s: resized to %llu bytes", r->name,
-			 (unsigned long long)size);
-	return err;
+	log_info("region %s: resized to %llu bytes", r->name, (unsigned long long)size);
+	return 0;
 }
 
 /* After an inotify overflow: re-check every named region. */

@@ -52,10 +52,14 @@ static void pending_unlink(struct pending *p)
 	}
 }
 
+/* Any change of the counter counts, as for zinc_wait: a writer may move it
+ * by any amount (2^31 or more looks "older" to a signed comparison).  But
+ * only a value seen after the cursor was set: one seen before, published
+ * late, is no news to a file opened meanwhile. */
 static int ready(const struct wfile *wf)
 {
 	return wf->text_off < wf->text_len ||
-	       (int32_t)(wf->r->done_seq - wf->cursor) > 0;
+	       (wf->r->done_gen > wf->gen && wf->r->done_seq != wf->cursor);
 }
 
 /* The answer to a read of `size` bytes, copied to out (16 bytes): the rest
@@ -66,6 +70,7 @@ static size_t take_answer(struct wfile *wf, size_t size, char *out)
 {
 	if (wf->text_off >= wf->text_len) {
 		wf->cursor = wf->r->done_seq;
+		wf->gen = wf->r->done_gen;
 		wf->text_len = (uint8_t)snprintf(wf->text, sizeof(wf->text), "%u\n",
 						 wf->cursor);
 		wf->text_off = 0;
@@ -88,6 +93,7 @@ struct wfile *wfile_open(struct region *r)
 	wf->r = r;
 	region_opened_locked(r, K_WAIT);
 	wf->cursor = region_seq(r, NULL); /* only the next notification counts */
+	wf->gen = r->seen_gen;
 	wf->next = r->wfiles;
 	if (r->wfiles)
 		r->wfiles->prev = wf;

@@ -125,6 +125,7 @@ static int start_thread(pthread_t *tid, void *(*fn)(void *), void *arg)
 struct event {
 	struct region *r;
 	uint32_t seq;
+	uint64_t gen;
 };
 
 /*
@@ -160,11 +161,22 @@ static int needs_inval_locked(const struct region *r)
 	return r->data_open > 0;
 }
 
-/* Readers may now see seq (locked). */
-static void publish_locked(struct region *r, uint32_t seq, struct replies *out)
+/* A new counter value seen (locked): its number (struct region). */
+static uint64_t seen_locked(struct region *r, uint32_t seq)
 {
-	if ((int32_t)(seq - r->done_seq) > 0)
+	r->last_seq = seq;
+	return ++r->seen_gen;
+}
+
+/* Readers may now see seq, seen as number gen (locked), unless a later
+ * value was seen since: that one is published by its own event. */
+static void publish_locked(struct region *r, uint32_t seq, uint64_t gen,
+			   struct replies *out)
+{
+	if (gen == r->seen_gen) {
 		r->done_seq = seq;
+		r->done_gen = gen;
+	}
 	waiters_publish_locked(r, out);
 }
 
@@ -192,12 +204,12 @@ static void *group_main(void *arg)
 				continue;
 			}
 			if (seq != r->last_seq) {
-				r->last_seq = seq;
+				uint64_t gen = seen_locked(r, seq);
 				if (needs_inval_locked(r)) {
 					r->refs++;
-					ev[nev++] = (struct event){ r, seq };
+					ev[nev++] = (struct event){ r, seq, gen };
 				} else {
-					publish_locked(r, seq, &out);
+					publish_locked(r, seq, gen, &out);
 				}
 			}
 			wv[n++] = (struct futex_waitv){
@@ -223,7 +235,7 @@ static void *group_main(void *arg)
 			 * then every mapping and read sees the region. */
 			fuse_lowlevel_notify_inval_inode(zfs_se, INO(r->slot, K_DATA), 0, 0);
 			LOCK();
-			publish_locked(r, ev[i].seq, &out);
+			publish_locked(r, ev[i].seq, ev[i].gen, &out);
 			region_put_locked(r);
 			UNLOCK();
 			replies_send(&out);
@@ -289,6 +301,7 @@ void watch_update_locked(struct region *r)
 	}
 	int fault = 0;
 	r->last_seq = r->done_seq = region_seq(r, &fault);
+	r->done_gen = r->seen_gen;
 	if (!fault)
 		GUARDED(zinc_watch(r->h, 1), (void)0);
 	r->group = g;
@@ -356,9 +369,8 @@ static void job_push(struct job *j)
  * nothing new. */
 static void publish_own_locked(struct region *r, uint32_t seq, struct replies *out)
 {
-	if ((int32_t)(seq - r->last_seq) > 0)
-		r->last_seq = seq;
-	publish_locked(r, seq, out);
+	/* read just now, under the lock: the latest */
+	publish_locked(r, seq, seen_locked(r, seq), out);
 }
 
 /*

@@ -91,6 +91,11 @@ struct region {
 	int gidx;               /* index in group->regions */
 	uint32_t last_seq;      /* counter value the watcher saw last */
 	uint32_t done_seq;      /* counter value published to readers */
+	/* Counter values are ordered by when we saw them, not by size (the
+	 * counter may move by any amount): each new value seen gets the
+	 * next number. */
+	uint64_t seen_gen;      /* number of last_seq */
+	uint64_t done_gen;      /* number of done_seq */
 	/* waiters (waiters.c) */
 	struct wfile *wfiles;   /* open .wait files */
 	struct pending *pending; /* deferred reads */
@@ -106,8 +111,8 @@ extern pthread_mutex_t zfs_lock;
 int parse_name(const char *name, char base[ZINC_NAME_MAX + 1]); /* kind or -1 */
 /* Find or open region NAME; takes a ref (region_put).  0 or -errno. */
 int region_lookup(const char *name, struct region **out);
-int region_create(const char *name, mode_t mode, const struct fuse_ctx *ctx,
-		  struct region **out);
+/* Create region NAME as the caller of req (cred.c). */
+int region_create(fuse_req_t req, const char *name, mode_t mode, struct region **out);
 /* Region of an inode with a ref taken, or NULL. */
 struct region *region_get(fuse_ino_t ino);
 void region_put(struct region *r);
@@ -139,6 +144,7 @@ void region_slot_ino(const char *name, fuse_ino_t *base);
 struct wfile {
 	struct region *r;
 	uint32_t cursor;
+	uint64_t gen;           /* r->seen_gen when the cursor was set */
 	char text[16];          /* the last answer, for readers of few bytes */
 	uint8_t text_off, text_len;
 	struct fuse_pollhandle *ph;
@@ -183,6 +189,22 @@ int job_delete_entries_locked(struct region *r);
 /* Many regions were freed: give the heap's free memory back to the system
  * (malloc_trim, on the control thread). */
 void watcher_trim_heap(void);
+
+/* ---- cred.c: acting as the caller of a request ---- */
+
+struct cred_saved {
+	uid_t fsuid;
+	gid_t fsgid;
+	int active;
+};
+/* Take the caller's fsuid, fsgid and groups on this thread: 0, or -EPERM
+ * (logged) with the daemon's identity unchanged.  cred_leave() before
+ * replying (it does nothing after a failed cred_enter). */
+int cred_enter(fuse_req_t req, struct cred_saved *s);
+void cred_leave(struct cred_saved *s);
+/* Could the current fs identity open the object open as fd (dev/ino) with
+ * access mode acc?  0 or -errno (-EACCES). */
+int cred_may_open(int fd, int acc, dev_t dev, ino_t ino);
 
 /* ---- ops.c ---- */
 extern const struct fuse_lowlevel_ops zfs_ops;

@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Acting as the caller: a worker thread takes the filesystem identity of the
+ * process behind a FUSE request (fsuid, fsgid, supplementary groups) for the
+ * calls that create, open, remove or change an object, so the kernel applies
+ * the object's mode and the directory's sticky bit to the caller, not to us
+ * (zincfs(8), SECURITY).
+ *
+ * Per thread only: setfsuid/setfsgid are per-thread system calls, and the
+ * groups are set with the raw system call (glibc's setgroups() changes every
+ * thread).  Changing fsuid away from 0 drops the filesystem capabilities
+ * (CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_CHOWN, ...) from the thread's effective
+ * set; changing it back to 0 raises them again.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/fsuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "zincfs.h"
+
+#define MAX_GROUPS 256 /* more are cut: the caller then has fewer rights */
+
+/* The daemon's own groups, read once by the first caller (every thread has
+ * them while it is not acting as someone). */
+static gid_t own_groups[MAX_GROUPS];
+static int own_ngroups;
+static pthread_once_t own_once = PTHREAD_ONCE_INIT;
+
+static void read_own_groups(void)
+{
+	own_ngroups = getgroups(MAX_GROUPS, own_groups);
+	if (own_ngroups < 0)
+		own_ngroups = 0;
+}
+
+static int set_groups(int n, const gid_t *list)
+{
+	return syscall(SYS_setgroups, (size_t)n, list) < 0 ? -errno : 0;
+}
+
+/* setfsuid/setfsgid report no error: they return the previous value, so a
+ * second call with an invalid id reads back what is in effect. */
+static int set_fsuid(uid_t uid)
+{
+	setfsuid(uid);
+	return setfsuid((uid_t)-1) == (int)uid ? 0 : -EPERM;
+}
+
+static int set_fsgid(gid_t gid)
+{
+	setfsgid(gid);
+	return setfsgid((gid_t)-1) == (int)gid ? 0 : -EPERM;
+}
+
+int cred_enter(fuse_req_t req, struct cred_saved *s)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	gid_t groups[MAX_GROUPS];
+	pthread_once(&own_once, read_own_groups);
+	s->fsuid = (uid_t)setfsuid((uid_t)-1);
+	s->fsgid = (gid_t)setfsgid((gid_t)-1);
+	s->active = 0;
+	/* The daemon's own user and group (root calling a root daemon, or the
+	 * user of a mount without allow_other): nothing to change.  Each change
+	 * of credentials costs microseconds, reading the groups tens. */
+	if (ctx->uid == s->fsuid && ctx->gid == s->fsgid)
+		return 0;
+	s->active = 1;
+	/* From /proc/PID/status of the caller; without it (no pid: a caller
+	 * in a PID namespace we cannot see), the primary group alone. */
+	int n = fuse_req_getgroups(req, MAX_GROUPS, groups);
+	if (n < 0) {
+		groups[0] = ctx->gid;
+		n = 1;
+	} else if (n > MAX_GROUPS) {
+		n = MAX_GROUPS;
+	}
+	int rc = set_groups(n, groups);
+	if (!rc)
+		rc = set_fsgid(ctx->gid);
+	if (!rc)
+		rc = set_fsuid(ctx->uid);
+	if (rc) {
+		log_warn("cannot act as uid %u gid %u: %s", (unsigned)ctx->uid,
+			 (unsigned)ctx->gid, strerror(-rc));
+		cred_leave(s);
+		return -EPERM;
+	}
+	return 0;
+}
+
+void cred_leave(struct cred_saved *s)
+{
+	if (!s->active)
+		return;
+	s->active = 0;
+	/* fsuid first: back at 0 it gives the capabilities back. */
+	if (set_fsuid(s->fsuid) || set_fsgid(s->fsgid) ||
+	    set_groups(own_ngroups, own_groups)) {
+		/* A worker that cannot be itself again must not serve anyone
+		 * else with the wrong identity: stop here. */
+		log_error("cannot restore the daemon's identity");
+		abort();
+	}
+}
+
+int cred_may_open(int fd, int acc, dev_t dev, ino_t ino)
+{
+	char proc[64];
+	struct stat st;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	/* The kernel checks acc against the object behind fd for the current
+	 * fs identity; /proc lets a thread reopen its own process's fds. */
+	int nfd = open(proc, acc | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (nfd < 0)
+		return -errno;
+	int rc = fstat(nfd, &st) < 0 ? -errno
+		 : st.st_dev != dev || st.st_ino != ino ? -ESTALE : 0;
+	close(nfd);
+	return rc;
+}
