@@ -176,12 +176,13 @@ static void zfs_forget_multi(fuse_req_t req, size_t count,
 	fuse_reply_none(req);
 }
 
-/* ino's region (a reference), or NULL after answering ENOENT: it is gone. */
+/* ino's region (a reference), or NULL after answering ENOENT (it is gone)
+ * or why its handle cannot be opened now (EMFILE...). */
 static struct region *region_or_enoent(fuse_req_t req, fuse_ino_t ino)
 {
 	struct region *r = region_get(ino);
 	if (!r)
-		fuse_reply_err(req, ENOENT);
+		fuse_reply_err(req, errno);
 	return r;
 }
 
