@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "zincfs.h"
@@ -50,10 +51,16 @@ static void fh_free(struct fh *h)
 	h->free_fn(h);
 }
 
+struct listing;
+static void listing_put_locked(struct listing *l);
+static struct listing *last_listing;
+
 void ops_free_open_files(void)
 {
 	while (fh_all.next != &fh_all)
 		fh_free(fh_all.next);
+	listing_put_locked(last_listing);
+	last_listing = NULL;
 }
 
 static void free_plain(struct fh *h)
@@ -586,57 +593,113 @@ static void zfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 
 /* ---- the directory ---- */
 
-struct dirent_snap {
-	fuse_ino_t base;
-	char name[ZINC_NAME_MAX + 1];
+/*
+ * A directory handle reads a listing made at opendir.  Listings are shared:
+ * an opendir reuses the last one while the directory has not changed since
+ * (its mtime), for at most LISTING_TTL_MS (an object can turn valid without
+ * any change to the directory), and while every object then was judged
+ * (none was half-made).  A user holding many directory handles over a big
+ * directory then costs one listing, not one per handle; and while listings
+ * still held besides the last one take more than LISTINGS_MAX bytes, new
+ * handles get the last one, however old.
+ */
+#define LISTING_TTL_MS 1000
+#define LISTINGS_MAX (32u << 20)
+
+struct listing {
+	int refs;                 /* directory handles (and `last`) */
+	int reusable;
+	struct timespec mtime;    /* of the directory when it was read */
+	struct timespec made;     /* CLOCK_MONOTONIC */
+	size_t n, cap, bytes;
+	fuse_ino_t *base;         /* per entry: inode base */
+	uint32_t *off;            /* per entry: name offset in names */
+	char *names;
+	size_t names_len, names_cap;
 };
 struct dirsnap {
 	struct fh fh; /* first */
-	size_t n, cap;
-	struct dirent_snap *v;
+	struct listing *l;
 };
+
+static pthread_mutex_t listing_lock = PTHREAD_MUTEX_INITIALIZER;
+static size_t listings_bytes;
+
+static void listing_put_locked(struct listing *l)
+{
+	if (!l || --l->refs)
+		return;
+	listings_bytes -= l->bytes;
+	free(l->base);
+	free(l->off);
+	free(l->names);
+	free(l);
+}
 
 static void free_dirsnap(struct fh *h)
 {
 	struct dirsnap *d = (struct dirsnap *)h;
-	free(d->v);
+	pthread_mutex_lock(&listing_lock);
+	listing_put_locked(d->l);
+	pthread_mutex_unlock(&listing_lock);
 	free(d);
 }
 
-static int snap_add(struct dirsnap *d, const char *name)
+static int grow(void **p, size_t *cap, size_t need, size_t size)
 {
-	if (d->n == d->cap) {
-		size_t cap = d->cap ? d->cap * 2 : 64;
-		struct dirent_snap *v = realloc(d->v, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		d->v = v;
-		d->cap = cap;
-	}
-	struct dirent_snap *e = &d->v[d->n++];
-	snprintf(e->name, sizeof(e->name), "%s", name);
-	LOCK();
-	region_slot_ino(name, &e->base);
-	UNLOCK();
+	if (need <= *cap)
+		return 0;
+	size_t n = *cap ? *cap : 64;
+	while (n < need)
+		n *= 2;
+	void *v = realloc(*p, n * size);
+	if (!v)
+		return -ENOMEM;
+	*p = v;
+	*cap = n;
 	return 0;
 }
 
-static void zfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static int listing_add(struct listing *l, const char *name)
 {
-	if (ino != ROOT_INO) {
-		fuse_reply_err(req, ENOTDIR);
-		return;
+	size_t len = strlen(name) + 1, cap = l->cap;
+	if (grow((void **)&l->names, &l->names_cap, l->names_len + len, 1) ||
+	    grow((void **)&l->base, &cap, l->n + 1, sizeof(*l->base)) ||
+	    grow((void **)&l->off, &l->cap, l->n + 1, sizeof(*l->off)))
+		return -ENOMEM;
+	memcpy(l->names + l->names_len, name, len);
+	l->off[l->n] = (uint32_t)l->names_len;
+	l->names_len += len;
+	LOCK();
+	region_slot_ino(name, &l->base[l->n]);
+	UNLOCK();
+	l->n++;
+	return 0;
+}
+
+/* Read the region directory into a new listing (refs 1), or NULL with
+ * errno set. */
+static struct listing *listing_read(const struct stat *dst)
+{
+	struct listing *l = calloc(1, sizeof(*l));
+	DIR *dir = l ? opendir(zfs_cfg.shm_dir) : NULL;
+	if (!dir) {
+		int e = l ? errno : ENOMEM;
+		free(l);
+		errno = e;
+		return NULL;
 	}
-	struct dirsnap *d = calloc(1, sizeof(*d));
-	DIR *dir = opendir(zfs_cfg.shm_dir);
-	if (!d || !dir) {
-		int e = d ? errno : ENOMEM;
-		free(d);
-		if (dir)
-			closedir(dir);
-		fuse_reply_err(req, e);
-		return;
-	}
+	l->refs = 1;
+	l->mtime = dst->st_mtim;
+	clock_gettime(CLOCK_MONOTONIC, &l->made);
+	/* A change within the clock's granularity of the last one may leave
+	 * the mtime as it is: only a directory quiet for a while is judged
+	 * unchanged by its mtime. */
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	l->reusable = now.tv_sec - l->mtime.tv_sec > 1 ||
+		      (now.tv_sec - l->mtime.tv_sec) * 1000000000L +
+				      (now.tv_nsec - l->mtime.tv_nsec) > 50000000L;
 	const size_t plen = strlen(ZINC_OBJECT_PREFIX);
 	struct dirent *de;
 	struct stat st;
@@ -646,10 +709,67 @@ static void zfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 		if (strncmp(de->d_name, ZINC_OBJECT_PREFIX, plen) ||
 		    !zinc__valid_name(name))
 			continue;
-		if (object_check(name, &st) == 0 && snap_add(d, name))
+		int rc = object_check(name, &st);
+		if (rc == -EAGAIN)
+			l->reusable = 0; /* it may be a region in a moment */
+		if (rc == 0 && listing_add(l, name))
 			break;
 	}
 	closedir(dir);
+	l->bytes = sizeof(*l) + l->cap * (sizeof(*l->base) + sizeof(*l->off)) +
+		   l->names_cap;
+	return l;
+}
+
+static int listing_fresh(const struct listing *l, const struct stat *dst)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	long ms = (now.tv_sec - l->made.tv_sec) * 1000 +
+		  (now.tv_nsec - l->made.tv_nsec) / 1000000;
+	return l->reusable && ms < LISTING_TTL_MS &&
+	       l->mtime.tv_sec == dst->st_mtim.tv_sec &&
+	       l->mtime.tv_nsec == dst->st_mtim.tv_nsec;
+}
+
+/* The listing for a new directory handle (a ref), or NULL with errno. */
+static struct listing *listing_get(void)
+{
+	struct stat dst;
+	if (stat(zfs_cfg.shm_dir, &dst) < 0)
+		return NULL;
+	struct listing *l = NULL;
+	pthread_mutex_lock(&listing_lock);
+	if (last_listing && (listing_fresh(last_listing, &dst) ||
+			     listings_bytes - last_listing->bytes > LISTINGS_MAX)) {
+		l = last_listing;
+		l->refs++;
+	}
+	pthread_mutex_unlock(&listing_lock);
+	if (l || !(l = listing_read(&dst)))
+		return l;
+	pthread_mutex_lock(&listing_lock);
+	listings_bytes += l->bytes;
+	listing_put_locked(last_listing);
+	last_listing = l;
+	l->refs++;
+	pthread_mutex_unlock(&listing_lock);
+	return l;
+}
+
+static void zfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	if (ino != ROOT_INO) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	struct dirsnap *d = calloc(1, sizeof(*d));
+	if (!d || !(d->l = listing_get())) {
+		int e = d ? errno : ENOMEM;
+		free(d);
+		fuse_reply_err(req, e);
+		return;
+	}
 	fh_add(&d->fh, free_dirsnap);
 	fi->fh = (uintptr_t)d;
 	if (fuse_reply_open(req, fi) != 0)
@@ -661,7 +781,7 @@ static void zfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	(void)ino;
 	static const char *const sfx[] = { "", ".notify", ".wait" };
-	struct dirsnap *d = (struct dirsnap *)(uintptr_t)fi->fh;
+	const struct listing *l = ((struct dirsnap *)(uintptr_t)fi->fh)->l;
 	char *buf = malloc(size);
 	char name[ZINC_NAME_MAX + 16];
 	size_t used = 0;
@@ -669,7 +789,7 @@ static void zfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	size_t total = 2 + 3 * d->n;
+	size_t total = 2 + 3 * l->n;
 	for (size_t i = off < 0 ? 0 : (size_t)off; i < total; i++) {
 		struct stat st = { 0 };
 		if (i < 2) {
@@ -677,10 +797,10 @@ static void zfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			st.st_ino = ROOT_INO;
 			st.st_mode = S_IFDIR;
 		} else {
-			const struct dirent_snap *e = &d->v[(i - 2) / 3];
+			size_t e = (i - 2) / 3;
 			int kind = (int)((i - 2) % 3);
-			snprintf(name, sizeof(name), "%s%s", e->name, sfx[kind]);
-			st.st_ino = e->base + (fuse_ino_t)kind;
+			snprintf(name, sizeof(name), "%s%s", l->names + l->off[e], sfx[kind]);
+			st.st_ino = l->base[e] + (fuse_ino_t)kind;
 			st.st_mode = S_IFREG;
 		}
 		size_t need = fuse_add_direntry(req, buf + used, size - used, name,
