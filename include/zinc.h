@@ -88,7 +88,8 @@ int32_t zinc_create(const char *name, uintptr_t capacity, zinc_region **out);
  * unless stopped or stuck). */
 int32_t zinc_open(const char *name, zinc_region **out);
 
-/* Start of the data area (page-aligned), or NULL for a NULL handle. */
+/* Start of the data area (page-aligned), or NULL for a NULL handle or one
+ * opened with ZINC_OPEN_HEADER. */
 uint8_t *zinc_ptr(zinc_region *r);
 
 /* Usable bytes of the data area (from the object's size, never from shared
@@ -170,6 +171,12 @@ int32_t zinc_stat(const char *name, struct zinc_info *info);
 /* zinc_open_ex flags: an observer handle does not count as a handle (it
  * never keeps a region alive and its close never removes the name). */
 #define ZINC_OPEN_OBSERVE 0x1
+/* Map only the header page: zinc_ptr() returns NULL, zinc_capacity() is
+ * still the capacity (from the object's size) and the data is read and
+ * written through zinc_fd() at zinc_data_offset().  However large the
+ * object, the handle costs one page of address space.  Combinable with
+ * ZINC_OPEN_OBSERVE. */
+#define ZINC_OPEN_HEADER 0x2
 
 /* zinc_open with flags.  Returns as zinc_open, or -EINVAL for unknown
  * flags. */

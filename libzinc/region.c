@@ -144,7 +144,8 @@ static int remove_object(int fd, const char *path, struct zinc_header *hdr)
  * Map fd and check it is a region: regular file, size >= 2 pages and a page
  * multiple, magic (acquire), version, capacity == size - page.  A half-made
  * object (size 0, or right size but magic 0) is waited for briefly, since a
- * creator may be between its steps.  Fills r's mapping fields.
+ * creator may be between its steps.  Fills r's mapping fields; with
+ * ZINC_OPEN_HEADER in r->open_flags only the header page is mapped.
  */
 static int map_region(int fd, struct zinc_region *r)
 {
@@ -170,7 +171,8 @@ static int map_region(int fd, struct zinc_region *r)
 						peek.version != ZINC_FORMAT_VERSION ||
 						peek.capacity != size - page))
 				return -EBADMSG;
-			void *m = mmap(NULL, size, PROT_READ | PROT_WRITE,
+			size_t len = r->open_flags & ZINC_OPEN_HEADER ? page : size;
+			void *m = mmap(NULL, len, PROT_READ | PROT_WRITE,
 				       MAP_SHARED, fd, 0);
 			if (m == MAP_FAILED)
 				return neg_errno(errno);
@@ -180,13 +182,13 @@ static int map_region(int fd, struct zinc_region *r)
 			    h->capacity == size - page) {
 				r->hdr = h;
 				r->ext = (struct zinc_ext *)((char *)m + ZINC_EXT_OFFSET);
-				r->data = (uint8_t *)m + page;
-				r->map_size = size;
+				r->data = len == size ? (uint8_t *)m + page : NULL;
+				r->map_size = len;
 				r->capacity = size - page;
 				r->foreign = r->ext->ext_magic != ZINC_EXT_MAGIC;
 				return 0;
 			}
-			munmap(m, size);
+			munmap(m, len);
 			if (magic != 0)
 				return -EBADMSG;
 			half_made = 1;
@@ -416,7 +418,8 @@ int32_t zinc_open_ex(const char *name, uint32_t flags, zinc_region **out)
 	char path[PATH_MAX];
 	if (out)
 		*out = NULL;
-	if (!out || object_path(name, path) || (flags & ~ZINC_OPEN_OBSERVE))
+	if (!out || object_path(name, path) ||
+	    (flags & ~(ZINC_OPEN_OBSERVE | ZINC_OPEN_HEADER)))
 		return -EINVAL;
 	int observe = flags & ZINC_OPEN_OBSERVE;
 
