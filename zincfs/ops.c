@@ -599,9 +599,10 @@ static void zfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
  * (its mtime), for at most LISTING_TTL_MS (an object can turn valid without
  * any change to the directory), and while every object then was judged
  * (none was half-made).  A user holding many directory handles over a big
- * directory then costs one listing, not one per handle; and while listings
- * still held besides the last one take more than LISTINGS_MAX bytes, new
- * handles get the last one, however old.
+ * directory then costs one listing, not one per handle; and while older
+ * listings held take more than LISTINGS_MAX bytes (a user changing the
+ * directory between opendirs), an opendir that needs a new one fails with
+ * ENOMEM rather than serve an old one.
  */
 #define LISTING_TTL_MS 1000
 #define LISTINGS_MAX (32u << 20)
@@ -740,13 +741,16 @@ static struct listing *listing_get(void)
 		return NULL;
 	struct listing *l = NULL;
 	pthread_mutex_lock(&listing_lock);
-	if (last_listing && (listing_fresh(last_listing, &dst) ||
-			     listings_bytes - last_listing->bytes > LISTINGS_MAX)) {
+	/* The last one is freed when replaced, unless handles hold it. */
+	int full = listings_bytes - (last_listing ? last_listing->bytes : 0) > LISTINGS_MAX;
+	if (last_listing && listing_fresh(last_listing, &dst)) {
 		l = last_listing;
 		l->refs++;
 	}
 	pthread_mutex_unlock(&listing_lock);
-	if (l || !(l = listing_read(&dst)))
+	if (!l && full)
+		errno = ENOMEM;
+	if (l || full || !(l = listing_read(&dst)))
 		return l;
 	pthread_mutex_lock(&listing_lock);
 	listings_bytes += l->bytes;

@@ -257,13 +257,18 @@ static void close_handle(zinc_region *h)
 	(void)faults;
 }
 
-/* An observer handle of region NAME: 0, -ENOENT (none, or no region: logged
+static size_t idle_drop_all(void);
+
+/* An observer handle of region NAME, header page only (an object's size
+ * costs no address space): 0, -ENOENT (none, or no region: logged
  * once), -EACCES, -EMFILE, -ENFILE, -ENOMEM... */
 static int open_handle(const char *name, zinc_region **out)
 {
 	zinc_region *h = NULL;
 	int rc, faults;
-	PATCHED(faults, rc = zinc_open_ex(name, ZINC_OPEN_OBSERVE, &h));
+	PATCHED(faults, rc = zinc_open_ex(name, ZINC_OPEN_OBSERVE | ZINC_OPEN_HEADER, &h));
+	if ((rc == -EMFILE || rc == -ENFILE) && idle_drop_all() > 0)
+		PATCHED(faults, rc = zinc_open_ex(name, ZINC_OPEN_OBSERVE | ZINC_OPEN_HEADER, &h));
 	if (rc == 0 && faults) { /* truncated while we opened it */
 		close_handle(h);
 		rc = -EBADMSG;
@@ -305,6 +310,24 @@ static int in_use(const struct region *r)
 	return r->refs || r->open || r->group || (r->owned && !r->gone);
 }
 
+/* Close the handles of regions nobody uses (out of fds): how many. */
+static size_t idle_drop_all(void)
+{
+	size_t n = 0;
+	LOCK();
+	while (idle_head) {
+		struct region *r = idle_head;
+		idle_del_locked(r);
+		if (!in_use(r)) {
+			close_handle(r->h);
+			r->h = NULL;
+			n++;
+		}
+	}
+	UNLOCK();
+	return n;
+}
+
 static void idle_add_locked(struct region *r)
 {
 	idle_del_locked(r);
@@ -328,8 +351,13 @@ static void maybe_free_locked(struct region *r)
 	if (in_use(r))
 		return;
 	if (r->nlookup[0] || r->nlookup[1] || r->nlookup[2]) {
-		if (r->h)
+		if (r->gone) { /* its handle has nothing more to serve */
+			idle_del_locked(r);
+			close_handle(r->h);
+			r->h = NULL;
+		} else if (r->h) {
 			idle_add_locked(r);
+		}
 		return;
 	}
 	idle_del_locked(r);
