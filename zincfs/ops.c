@@ -626,15 +626,20 @@ struct dirsnap {
 static pthread_mutex_t listing_lock = PTHREAD_MUTEX_INITIALIZER;
 static size_t listings_bytes;
 
+static void listing_free(struct listing *l)
+{
+	free(l->base);
+	free(l->off);
+	free(l->names);
+	free(l);
+}
+
 static void listing_put_locked(struct listing *l)
 {
 	if (!l || --l->refs)
 		return;
 	listings_bytes -= l->bytes;
-	free(l->base);
-	free(l->off);
-	free(l->names);
-	free(l);
+	listing_free(l);
 }
 
 static void free_dirsnap(struct fh *h)
@@ -704,19 +709,28 @@ static struct listing *listing_read(const struct stat *dst)
 	const size_t plen = strlen(ZINC_OBJECT_PREFIX);
 	struct dirent *de;
 	struct stat st;
+	int rc = 0;
 	/* Only what libzinc would open: validated without mapping. */
 	while ((de = readdir(dir))) {
 		const char *name = de->d_name + plen;
 		if (strncmp(de->d_name, ZINC_OBJECT_PREFIX, plen) ||
 		    !zinc__valid_name(name))
 			continue;
-		int rc = object_check(name, &st);
-		if (rc == -EAGAIN)
+		rc = object_check(name, &st);
+		if (rc == 0)
+			rc = listing_add(l, name);
+		else if (rc == -EAGAIN)
 			l->reusable = 0; /* it may be a region in a moment */
-		if (rc == 0 && listing_add(l, name))
-			break;
+		if (rc == -EMFILE || rc == -ENFILE || rc == -ENOMEM)
+			break; /* no partial listings */
+		rc = 0;
 	}
 	closedir(dir);
+	if (rc) {
+		listing_free(l);
+		errno = -rc;
+		return NULL;
+	}
 	l->bytes = sizeof(*l) + l->cap * (sizeof(*l->base) + sizeof(*l->off)) +
 		   l->names_cap;
 	return l;
@@ -750,8 +764,13 @@ static struct listing *listing_get(void)
 	pthread_mutex_unlock(&listing_lock);
 	if (!l && full)
 		errno = ENOMEM;
-	if (l || full || !(l = listing_read(&dst)))
+	if (l || full)
 		return l;
+	l = listing_read(&dst);
+	if (!l && (errno == EMFILE || errno == ENFILE) && regions_drop_idle() > 0)
+		l = listing_read(&dst);
+	if (!l)
+		return NULL;
 	pthread_mutex_lock(&listing_lock);
 	listings_bytes += l->bytes;
 	listing_put_locked(last_listing);

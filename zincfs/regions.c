@@ -257,8 +257,6 @@ static void close_handle(zinc_region *h)
 	(void)faults;
 }
 
-static size_t idle_drop_all(void);
-
 /* An observer handle of region NAME, header page only (an object's size
  * costs no address space): 0, -ENOENT (none, or no region: logged
  * once), -EACCES, -EMFILE, -ENFILE, -ENOMEM... */
@@ -267,7 +265,7 @@ static int open_handle(const char *name, zinc_region **out)
 	zinc_region *h = NULL;
 	int rc, faults;
 	PATCHED(faults, rc = zinc_open_ex(name, ZINC_OPEN_OBSERVE | ZINC_OPEN_HEADER, &h));
-	if ((rc == -EMFILE || rc == -ENFILE) && idle_drop_all() > 0)
+	if ((rc == -EMFILE || rc == -ENFILE) && regions_drop_idle() > 0)
 		PATCHED(faults, rc = zinc_open_ex(name, ZINC_OPEN_OBSERVE | ZINC_OPEN_HEADER, &h));
 	if (rc == 0 && faults) { /* truncated while we opened it */
 		close_handle(h);
@@ -310,8 +308,7 @@ static int in_use(const struct region *r)
 	return r->refs || r->open || r->group || (r->owned && !r->gone);
 }
 
-/* Close the handles of regions nobody uses (out of fds): how many. */
-static size_t idle_drop_all(void)
+size_t regions_drop_idle(void)
 {
 	size_t n = 0;
 	LOCK();

@@ -145,6 +145,9 @@ struct region *region_by_name_locked(const char *name);
 int region_stat(struct region *r, int kind, struct stat *st);
 int region_resize_locked(struct region *r, uint64_t size, int self_opens);
 void regions_check_all(void);
+/* Out of file descriptors: close the handles of regions nobody uses now
+ * (see regions.c); how many were closed. */
+size_t regions_drop_idle(void);
 void regions_close_all(void);
 /* Validate an object in the region directory without mapping it.
  * 0 valid, -EBADMSG malformed (logged once), -EAGAIN maybe half-made,

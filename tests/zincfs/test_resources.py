@@ -179,6 +179,11 @@ def test_a_user_holding_regions_open_cannot_take_roots_open_files(zfs):
         p, opened, errs = hold(zfs, ",".join(f"h{i}" for i in range(1, 300)))
         # The attacker got what fds there were, then EMFILE for its own opens.
         assert opened < 128 and set(errs) <= {24, 23}, (opened, errs)
+        # A listing is whole or refused, never short of names.
+        try:
+            assert len(os.listdir(zfs.mnt)) == 3 * 300
+        except OSError as e:
+            assert e.errno in (errno.EMFILE, errno.ENFILE), e
         # Root's open file still works.
         mine.write(b"root")
         mine.flush()
