@@ -10,6 +10,7 @@ file descriptors, memory, log lines) and that root is still served.
 import errno
 import os
 import re
+import resource
 import signal
 import struct
 import subprocess
@@ -151,10 +152,25 @@ def test_huge_sparse_objects_cost_zincfs_no_address_space(zfs):
     release(p)
 
 
+def nofile_limits(pid):
+    with open(f"/proc/{pid}/limits") as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                return tuple(int(v) for v in line.split()[3:5])
+    raise AssertionError("no open files limit")
+
+
 @pytest.mark.zincfs("allow_other", start=False)
 def test_looking_up_many_regions_costs_a_bounded_number_of_fds(zfs):
-    zfs.start()
+    # Started with a low soft limit, zincfs raises it to the hard one.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
+    try:
+        zfs.start()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     pid = zfs.proc.pid
+    assert nofile_limits(pid) == (hard, hard)
     base = nfds(pid)
     # 512 fds for zincfs: the old zincfs kept one per region looked up.
     run(["prlimit", f"--pid={pid}", "--nofile=512:512"]).check_returncode()
