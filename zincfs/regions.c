@@ -252,8 +252,9 @@ static void close_handle(zinc_region *h)
 	 * under us: PATCHED lets the close complete (the object is no region
 	 * any more, so its header has nothing to keep). */
 	int faults;
-	if (h)
-		PATCHED(faults, zinc_close(h));
+	if (!h)
+		return;
+	PATCHED(faults, zinc_close(h));
 	(void)faults;
 }
 
@@ -766,7 +767,8 @@ void regions_close_all(void)
 	free(free_slots);
 	slots = NULL;
 	free_slots = NULL;
-	nslots = nfree = 0;
+	nslots = nfree = nidle = 0;
+	idle_head = idle_tail = NULL;
 	next_slot = 1;
 	memset(buckets, 0, sizeof(buckets));
 	UNLOCK();
