@@ -76,16 +76,16 @@ _Static_assert(offsetof(struct zinc_header, ring_tail) == 56, "ring_tail at 56")
  * size) and return its owner handle in *out.  The memory is reserved now, so
  * a full /dev/shm gives -ENOSPC here rather than SIGBUS later.  A region of
  * that name whose owner closed or died is replaced (its handles then get
- * -EIDRM).  Returns 0, -EINVAL (bad name/size/NULL), -EEXIST (owner alive or
- * the name is taken by something that is not a region), -EPERM, -ENOSPC, or
- * -errno.  *out is set to NULL first whenever out is not NULL. */
+ * -EIDRM).  Returns 0, -EINVAL (bad name/size/NULL), -EEXIST (owner alive,
+ * the name is taken by something that is not a region, or its region is
+ * being removed by another process), -EPERM, -ENOSPC, -ENOMEM, or -errno.
+ * Never waits for a lock.  *out is set to NULL first whenever out is not NULL. */
 int32_t zinc_create(const char *name, uintptr_t capacity, zinc_region **out);
 
 /* Open an existing region.  Returns 0, -EINVAL, -ENOENT (absent or removed),
- * -EPERM, -EBADMSG (the object is not a valid region), or -errno.
- * create, open and unlink return -EAGAIN if another process holds the
- * object's lifetime lock for over 2 s (it only does so for microseconds
- * unless stopped or stuck). */
+ * -EPERM, -EBADMSG (the object is not a valid region), -EBUSY (another
+ * process kept the region's removal claim for about 1.5 s: it is stopped
+ * or stuck), -ENOMEM, or -errno. */
 int32_t zinc_open(const char *name, zinc_region **out);
 
 /* Start of the data area (page-aligned), or NULL for a NULL handle or one
@@ -97,7 +97,7 @@ uint8_t *zinc_ptr(zinc_region *r);
 uintptr_t zinc_capacity(zinc_region *r);
 
 /* Close a handle.  The last handle to close anywhere removes the name.
- * NULL is a no-op. */
+ * Never waits for another process.  NULL is a no-op. */
 void zinc_close(zinc_region *r);
 
 /* Signal the region: bump the counter (full barrier) and wake every waiter.
@@ -131,7 +131,8 @@ uint32_t zinc_seq(zinc_region *r);
 /* Remove region NAME: waiters get -EIDRM, mapped memory stays valid for
  * whoever has it.  An object under the name that is not a region is
  * removed too.  Returns 0, -EINVAL, -ENOENT, -EPERM, -EISDIR (a directory
- * holds the name), or -errno. */
+ * holds the name), -EBUSY (another process kept the region's removal claim
+ * for about 1.5 s), or -errno. */
 int32_t zinc_unlink(const char *name);
 
 /* Spin up to spin_ns nanoseconds watching the counter before sleeping in
@@ -181,6 +182,20 @@ int32_t zinc_stat(const char *name, struct zinc_info *info);
 /* zinc_open with flags.  Returns as zinc_open, or -EINVAL for unknown
  * flags. */
 int32_t zinc_open_ex(const char *name, uint32_t flags, zinc_region **out);
+
+/* Replace the region that `owner` created by a new one of `capacity` bytes
+ * under the same name, all or nothing.  The new region is built unnamed
+ * (memory reserved, so -ENOSPC comes here), gets the old object's owner and
+ * mode, min(old, new capacity) data bytes and the counter's value, and is
+ * renamed over the name only if the name still refers to owner's region.
+ * Then the old region is marked removed (its waiters get -EIDRM) and the new
+ * owner handle is returned in *out; the caller still closes `owner` (which
+ * leaves the new name alone).  On failure nothing changed.  Returns 0,
+ * -EINVAL, -EPERM (not an owner handle, or permission denied), -ENOENT (the
+ * name was removed or replaced), -ENOSPC, -EBUSY (as zinc_unlink), or
+ * -errno.  *out is set to NULL
+ * first whenever out is not NULL. */
+int32_t zinc_recreate(zinc_region *owner, uintptr_t capacity, zinc_region **out);
 
 /* Fill *info from an open handle.  Returns 0 or -EINVAL. */
 int32_t zinc_handle_stat(zinc_region *r, struct zinc_info *info);
