@@ -371,3 +371,61 @@ def test_a_region_replaced_while_its_handle_was_idle_is_served_anew(zfs):
     wait_until(lambda: not os.path.exists(zfs.path("i1")), 5, "i1 to go")
     with open(zfs.path("i2"), "rb") as f:
         assert f.read(4) == bytes(4)
+
+
+# Takes read locks on every byte of each object named that no write lock
+# holds (all it can do with read access: the owner's write lock on byte 1
+# stays), says so, and holds them until stdin closes.
+READLOCK = r"""
+import fcntl, os, struct, sys
+fds = []
+for path in sys.argv[1:]:
+    fd = os.open(path, os.O_RDONLY)
+    for start, length in ((0, 0), (0, 1), (2, 0)):
+        try:
+            fcntl.fcntl(fd, getattr(fcntl, "F_OFD_SETLK", 37),
+                        struct.pack("hhqqi4x", fcntl.F_RDLCK, os.SEEK_SET, start, length, 0))
+        except BlockingIOError:
+            continue
+    fds.append(fd)
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_users_read_locks_never_make_root_wait(zfs):
+    plant(zfs, "theirs", 1)
+    with open(zfs.path("ours"), "w+b") as f:  # made through the mount: zincfs owns it
+        f.write(b"x")
+    os.chmod(zfs.obj("ours"), 0o644)
+    os.stat(zfs.path("theirs0"))
+    p = as_attacker(zfs, [PYTHON, "-c", READLOCK, str(zfs.obj("ours")),
+                          str(zfs.obj("theirs0"))], stdin=subprocess.PIPE)
+    assert read_line(p) == "locked"
+    slowest = 0.0
+    t0 = time.monotonic()
+    os.unlink(zfs.path("ours"))  # unlink, then zincfs closes its owner handle
+    slowest = time.monotonic() - t0
+
+    def owner_handle_closed():
+        for fd in os.listdir(f"/proc/{zfs.proc.pid}/fd"):
+            try:
+                if os.readlink(f"/proc/{zfs.proc.pid}/fd/{fd}").startswith(
+                        str(zfs.obj("ours"))):
+                    return False
+            except OSError:
+                pass
+        return True
+    # Root's requests meanwhile, until zincfs has closed its owner handle
+    # (under its lock, when the kernel forgets the removed file).
+    start = time.monotonic()
+    while time.monotonic() - start < 1 or not owner_handle_closed():
+        assert time.monotonic() - start < 10 * SLOW, "the owner handle stays open"
+        t0 = time.monotonic()
+        os.stat(zfs.path("theirs0"))
+        with open(zfs.path("theirs0"), "rb") as f:
+            f.read(1)
+        slowest = max(slowest, time.monotonic() - t0)
+    assert not os.path.exists(zfs.path("ours"))
+    assert slowest < 0.5, f"a request took {slowest:.2f}s"
+    release(p)
