@@ -605,7 +605,7 @@ static void zfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
  * ENOMEM rather than serve an old one.
  */
 #define LISTING_TTL_MS 1000
-#define LISTINGS_MAX (32u << 20)
+#define LISTINGS_MAX (8u << 20)
 
 struct listing {
 	int refs;                 /* directory handles (and `last`) */

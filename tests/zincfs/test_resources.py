@@ -281,17 +281,18 @@ sys.stdin.read()
 
 def test_directory_handles_over_a_changing_directory_take_bounded_memory(zfs):
     pid = zfs.proc.pid
-    plant(zfs, "c", 5000)
+    plant(zfs, "c", 2000)
     rss = status_kb(pid, "VmRSS")
     p = as_attacker(zfs, [PYTHON, "-c", DIRCHURN, str(zfs.mnt), str(zfs.shm), "1000"],
                     stdin=subprocess.PIPE)
     opened, fails = map(int, read_line(p, 50).split())
     grown = status_kb(pid, "VmRSS") - rss
-    assert grown < 96 << 10, f"{opened} directory handles took {grown} kB"
+    # The old zincfs: 264 bytes a name and handle, over 500 MB here.
+    assert grown < 24 << 10, f"{opened} directory handles took {grown} kB"
     assert opened >= 100, (opened, fails)  # the first ones all got a listing
     release(p)
     # With the handles gone, listings are served again.
-    assert len([n for n in os.listdir(zfs.mnt) if n.startswith("c")]) == 3 * 5000
+    assert len([n for n in os.listdir(zfs.mnt) if n.startswith("c")]) == 3 * 2000
 
 
 def test_a_flood_of_warnings_is_counted_not_logged_line_by_line(zfs):
