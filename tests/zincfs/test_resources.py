@@ -287,8 +287,9 @@ def test_directory_handles_over_a_changing_directory_take_bounded_memory(zfs):
                     stdin=subprocess.PIPE)
     opened, fails = map(int, read_line(p, 50).split())
     grown = status_kb(pid, "VmRSS") - rss
-    # The old zincfs: 264 bytes a name and handle, over 500 MB here.
-    assert grown < 24 << 10, f"{opened} directory handles took {grown} kB"
+    # About 8 MB here (more with sanitizers); the old zincfs took 264 bytes
+    # a name and handle, over 500 MB.
+    assert grown < 64 << 10, f"{opened} directory handles took {grown} kB"
     assert opened >= 100, (opened, fails)  # the first ones all got a listing
     release(p)
     # With the handles gone, listings are served again.
