@@ -16,6 +16,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "zincfs.h"
@@ -30,14 +31,66 @@ static int use_syslog;
 
 /* ---- logging: "zincfs: error: ...", "zincfs: warning: ...", "zincfs: info: ..." ---- */
 
-static void vlog(int level, const char *fmt, va_list ap)
+/*
+ * A flood of one kind of message (a user planting thousands of bad objects)
+ * must not flood the log: per format string, LOG_BURST lines per LOG_WINDOW
+ * seconds; the next line after a window says how many were left out.
+ */
+#define LOG_BURST 5
+#define LOG_WINDOW 10
+#define LOG_KINDS 64
+static struct log_kind {
+	const char *key;        /* the format string */
+	time_t start;           /* of the window */
+	unsigned printed, dropped;
+} log_kinds[LOG_KINDS];
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* 1 to print; *dropped, *secs: what to mention as left out before. */
+static int log_admit(const char *key, unsigned *dropped, long *secs)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	size_t i = ((uintptr_t)key >> 3) % LOG_KINDS, n;
+	pthread_mutex_lock(&log_lock);
+	/* Full table: the last slot probed is shared. */
+	for (n = 1; n < LOG_KINDS && log_kinds[i].key && log_kinds[i].key != key; n++)
+		i = (i + 1) % LOG_KINDS;
+	struct log_kind *k = &log_kinds[i];
+	if (k->key != key || now.tv_sec - k->start >= LOG_WINDOW) {
+		*dropped = k->key ? k->dropped : 0;
+		*secs = now.tv_sec - k->start;
+		k->key = key;
+		k->start = now.tv_sec;
+		k->printed = k->dropped = 0;
+	} else {
+		*dropped = 0;
+	}
+	int ok = k->printed < LOG_BURST;
+	if (ok)
+		k->printed++;
+	else
+		k->dropped++;
+	pthread_mutex_unlock(&log_lock);
+	return ok;
+}
+
+static void vlog(int level, const char *key, const char *fmt, va_list ap)
 {
 	static const char *const tag[] = { "error: ", "warning: ", "info: " };
 	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO };
 	char msg[2048];
+	unsigned dropped = 0;
+	long secs = 0;
 	if (level == LOG_INFO_ && !zfs_cfg.debug)
 		return;
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	/* Debug output (info) is asked for: all of it. */
+	if (level != LOG_INFO_ && !log_admit(key, &dropped, &secs))
+		return;
+	int len = vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (dropped && len >= 0 && (size_t)len < sizeof(msg))
+		snprintf(msg + len, sizeof(msg) - (size_t)len,
+			 " (%u more like this in the last %lds)", dropped, secs);
 	/* One prefixed line per line of text. */
 	for (char *line = msg, *next; line && *line; line = next) {
 		next = strchr(line, '\n');
@@ -56,8 +109,29 @@ void zfs_log(int level, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	vlog(level, fmt, ap);
+	vlog(level, fmt, fmt, ap);
 	va_end(ap);
+}
+
+static void log_key(int level, const char *key, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void log_key(int level, const char *key, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vlog(level, key, fmt, ap);
+	va_end(ap);
+}
+
+/* At exit: the count of lines left out that no later line mentioned. */
+static void log_flush(void)
+{
+	for (size_t i = 0; i < LOG_KINDS; i++) {
+		struct log_kind *k = &log_kinds[i];
+		if (k->key && k->dropped)
+			log_key(LOG_WARN_, "", "%u more messages like \"%s\" were left out",
+				k->dropped, k->key);
+	}
 }
 
 /* libfuse sometimes builds one line from several calls: collect until the
@@ -73,7 +147,7 @@ static void fuse_log_to_ours(enum fuse_log_level level, const char *fmt, va_list
 		len += (size_t)n < sizeof(line) - len ? (size_t)n : sizeof(line) - len - 1;
 	if (len && line[len - 1] != '\n' && len < sizeof(line) - 1)
 		return;
-	zfs_log(lvl, "%s", line);
+	log_key(lvl, "libfuse", "%s", line); /* libfuse's messages: one kind */
 	len = 0;
 	line[0] = '\0';
 }
@@ -428,6 +502,29 @@ void zfs_mount_changed(void)
 	end_loop();
 }
 
+static void *idle_thread(void *arg)
+{
+	(void)arg;
+	for (;;)
+		pause();
+	return NULL;
+}
+
+/*
+ * libfuse's loop ends its workers with pthread_cancel(), and glibc loads
+ * libgcc_s for that at its first use: with no file descriptor left (users
+ * can exhaust ours) that load fails and glibc aborts the process, leaving a
+ * dead mount.  Cancel one thread now, so it is loaded for good.
+ */
+static void load_unwinder(void)
+{
+	pthread_t t;
+	if (pthread_create(&t, NULL, idle_thread, NULL) == 0) {
+		pthread_cancel(t);
+		pthread_join(t, NULL);
+	}
+}
+
 static void raise_fd_limit(void)
 {
 	struct rlimit rl;
@@ -507,6 +604,7 @@ int main(int argc, char **argv)
 
 	zfs_guard_init();
 	raise_fd_limit();
+	load_unwinder();
 
 	zfs_se = fuse_session_new(&args, &zfs_ops, sizeof(zfs_ops), NULL);
 	if (!zfs_se)
@@ -586,6 +684,7 @@ int main(int argc, char **argv)
 	}
 	fuse_session_unmount(zfs_se);
 	fuse_remove_signal_handlers(zfs_se);
+	log_flush();
 	if (stuck) {
 		/* A thread is still inside the session: don't free it. */
 		abort_connection();

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "zincfs.h"
@@ -50,10 +51,16 @@ static void fh_free(struct fh *h)
 	h->free_fn(h);
 }
 
+struct listing;
+static void listing_put_locked(struct listing *l);
+static struct listing *last_listing;
+
 void ops_free_open_files(void)
 {
 	while (fh_all.next != &fh_all)
 		fh_free(fh_all.next);
+	listing_put_locked(last_listing);
+	last_listing = NULL;
 }
 
 static void free_plain(struct fh *h)
@@ -179,12 +186,13 @@ static void zfs_forget_multi(fuse_req_t req, size_t count,
 	fuse_reply_none(req);
 }
 
-/* ino's region (a reference), or NULL after answering ENOENT: it is gone. */
+/* ino's region (a reference), or NULL after answering ENOENT (it is gone)
+ * or why its handle cannot be opened now (EMFILE...). */
 static struct region *region_or_enoent(fuse_req_t req, fuse_ino_t ino)
 {
 	struct region *r = region_get(ino);
 	if (!r)
-		fuse_reply_err(req, ENOENT);
+		fuse_reply_err(req, errno);
 	return r;
 }
 
@@ -647,39 +655,191 @@ static void zfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 
 /* ---- the directory ---- */
 
-struct dirent_snap {
-	fuse_ino_t base;
-	char name[ZINC_NAME_MAX + 1];
+/*
+ * A directory handle reads a listing made at opendir.  Listings are shared:
+ * an opendir reuses the last one while the directory has not changed since
+ * (its mtime), for at most LISTING_TTL_MS (an object can turn valid without
+ * any change to the directory), and while every object then was judged
+ * (none was half-made).  A user holding many directory handles over a big
+ * directory then costs one listing, not one per handle; and while older
+ * listings held take more than LISTINGS_MAX bytes (a user changing the
+ * directory between opendirs), an opendir that needs a new one fails with
+ * ENOMEM rather than serve an old one.
+ */
+#define LISTING_TTL_MS 1000
+#define LISTINGS_MAX (8u << 20)
+
+struct listing {
+	int refs;                 /* directory handles (and `last`) */
+	int reusable;
+	struct timespec mtime;    /* of the directory when it was read */
+	struct timespec made;     /* CLOCK_MONOTONIC */
+	size_t n, cap, bytes;
+	fuse_ino_t *base;         /* per entry: inode base */
+	uint32_t *off;            /* per entry: name offset in names */
+	char *names;
+	size_t names_len, names_cap;
 };
 struct dirsnap {
 	struct fh fh; /* first */
-	size_t n, cap;
-	struct dirent_snap *v;
+	struct listing *l;
 };
+
+static pthread_mutex_t listing_lock = PTHREAD_MUTEX_INITIALIZER;
+static size_t listings_bytes;
+
+static void listing_free(struct listing *l)
+{
+	free(l->base);
+	free(l->off);
+	free(l->names);
+	free(l);
+}
+
+static void listing_put_locked(struct listing *l)
+{
+	if (!l || --l->refs)
+		return;
+	listings_bytes -= l->bytes;
+	listing_free(l);
+}
 
 static void free_dirsnap(struct fh *h)
 {
 	struct dirsnap *d = (struct dirsnap *)h;
-	free(d->v);
+	pthread_mutex_lock(&listing_lock);
+	listing_put_locked(d->l);
+	pthread_mutex_unlock(&listing_lock);
 	free(d);
 }
 
-static int snap_add(struct dirsnap *d, const char *name)
+static int grow(void **p, size_t *cap, size_t need, size_t size)
 {
-	if (d->n == d->cap) {
-		size_t cap = d->cap ? d->cap * 2 : 64;
-		struct dirent_snap *v = realloc(d->v, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		d->v = v;
-		d->cap = cap;
-	}
-	struct dirent_snap *e = &d->v[d->n++];
-	snprintf(e->name, sizeof(e->name), "%s", name);
-	LOCK();
-	region_slot_ino(name, &e->base);
-	UNLOCK();
+	if (need <= *cap)
+		return 0;
+	size_t n = *cap ? *cap : 64;
+	while (n < need)
+		n *= 2;
+	void *v = realloc(*p, n * size);
+	if (!v)
+		return -ENOMEM;
+	*p = v;
+	*cap = n;
 	return 0;
+}
+
+static int listing_add(struct listing *l, const char *name)
+{
+	size_t len = strlen(name) + 1, cap = l->cap;
+	if (grow((void **)&l->names, &l->names_cap, l->names_len + len, 1) ||
+	    grow((void **)&l->base, &cap, l->n + 1, sizeof(*l->base)) ||
+	    grow((void **)&l->off, &l->cap, l->n + 1, sizeof(*l->off)))
+		return -ENOMEM;
+	memcpy(l->names + l->names_len, name, len);
+	l->off[l->n] = (uint32_t)l->names_len;
+	l->names_len += len;
+	LOCK();
+	region_slot_ino(name, &l->base[l->n]);
+	UNLOCK();
+	l->n++;
+	return 0;
+}
+
+/* Read the region directory into a new listing (refs 1), or NULL with
+ * errno set. */
+static struct listing *listing_read(const struct stat *dst)
+{
+	struct listing *l = calloc(1, sizeof(*l));
+	DIR *dir = l ? opendir(zfs_cfg.shm_dir) : NULL;
+	if (!dir) {
+		int e = l ? errno : ENOMEM;
+		free(l);
+		errno = e;
+		return NULL;
+	}
+	l->refs = 1;
+	l->mtime = dst->st_mtim;
+	clock_gettime(CLOCK_MONOTONIC, &l->made);
+	/* A change within the clock's granularity of the last one may leave
+	 * the mtime as it is: only a directory quiet for a while is judged
+	 * unchanged by its mtime. */
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	l->reusable = now.tv_sec - l->mtime.tv_sec > 1 ||
+		      (now.tv_sec - l->mtime.tv_sec) * 1000000000L +
+				      (now.tv_nsec - l->mtime.tv_nsec) > 50000000L;
+	const size_t plen = strlen(ZINC_OBJECT_PREFIX);
+	struct dirent *de;
+	struct stat st;
+	int rc = 0;
+	/* Only what libzinc would open: validated without mapping. */
+	while ((de = readdir(dir))) {
+		const char *name = de->d_name + plen;
+		if (strncmp(de->d_name, ZINC_OBJECT_PREFIX, plen) ||
+		    !zinc__valid_name(name))
+			continue;
+		rc = object_check(name, &st);
+		if (rc == 0)
+			rc = listing_add(l, name);
+		else if (rc == -EAGAIN)
+			l->reusable = 0; /* it may be a region in a moment */
+		if (rc == -EMFILE || rc == -ENFILE || rc == -ENOMEM)
+			break; /* no partial listings */
+		rc = 0;
+	}
+	closedir(dir);
+	if (rc) {
+		listing_free(l);
+		errno = -rc;
+		return NULL;
+	}
+	l->bytes = sizeof(*l) + l->cap * (sizeof(*l->base) + sizeof(*l->off)) +
+		   l->names_cap;
+	return l;
+}
+
+static int listing_fresh(const struct listing *l, const struct stat *dst)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	long ms = (now.tv_sec - l->made.tv_sec) * 1000 +
+		  (now.tv_nsec - l->made.tv_nsec) / 1000000;
+	return l->reusable && ms < LISTING_TTL_MS &&
+	       l->mtime.tv_sec == dst->st_mtim.tv_sec &&
+	       l->mtime.tv_nsec == dst->st_mtim.tv_nsec;
+}
+
+/* The listing for a new directory handle (a ref), or NULL with errno. */
+static struct listing *listing_get(void)
+{
+	struct stat dst;
+	if (stat(zfs_cfg.shm_dir, &dst) < 0)
+		return NULL;
+	struct listing *l = NULL;
+	pthread_mutex_lock(&listing_lock);
+	/* The last one is freed when replaced, unless handles hold it. */
+	int full = listings_bytes - (last_listing ? last_listing->bytes : 0) > LISTINGS_MAX;
+	if (last_listing && listing_fresh(last_listing, &dst)) {
+		l = last_listing;
+		l->refs++;
+	}
+	pthread_mutex_unlock(&listing_lock);
+	if (!l && full)
+		errno = ENOMEM;
+	if (l || full)
+		return l;
+	l = listing_read(&dst);
+	if (!l && (errno == EMFILE || errno == ENFILE) && regions_drop_idle() > 0)
+		l = listing_read(&dst);
+	if (!l)
+		return NULL;
+	pthread_mutex_lock(&listing_lock);
+	listings_bytes += l->bytes;
+	listing_put_locked(last_listing);
+	last_listing = l;
+	l->refs++;
+	pthread_mutex_unlock(&listing_lock);
+	return l;
 }
 
 static void zfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -689,28 +849,12 @@ static void zfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 		return;
 	}
 	struct dirsnap *d = calloc(1, sizeof(*d));
-	DIR *dir = opendir(zfs_cfg.shm_dir);
-	if (!d || !dir) {
+	if (!d || !(d->l = listing_get())) {
 		int e = d ? errno : ENOMEM;
 		free(d);
-		if (dir)
-			closedir(dir);
 		fuse_reply_err(req, e);
 		return;
 	}
-	const size_t plen = strlen(ZINC_OBJECT_PREFIX);
-	struct dirent *de;
-	struct stat st;
-	/* Only what libzinc would open: validated without mapping. */
-	while ((de = readdir(dir))) {
-		const char *name = de->d_name + plen;
-		if (strncmp(de->d_name, ZINC_OBJECT_PREFIX, plen) ||
-		    !zinc__valid_name(name))
-			continue;
-		if (object_check(name, &st) == 0 && snap_add(d, name))
-			break;
-	}
-	closedir(dir);
 	fh_add(&d->fh, free_dirsnap);
 	fi->fh = (uintptr_t)d;
 	if (fuse_reply_open(req, fi) != 0)
@@ -722,7 +866,7 @@ static void zfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	(void)ino;
 	static const char *const sfx[] = { "", ".notify", ".wait" };
-	struct dirsnap *d = (struct dirsnap *)(uintptr_t)fi->fh;
+	const struct listing *l = ((struct dirsnap *)(uintptr_t)fi->fh)->l;
 	char *buf = malloc(size);
 	char name[ZINC_NAME_MAX + 16];
 	size_t used = 0;
@@ -730,7 +874,7 @@ static void zfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	size_t total = 2 + 3 * d->n;
+	size_t total = 2 + 3 * l->n;
 	for (size_t i = off < 0 ? 0 : (size_t)off; i < total; i++) {
 		struct stat st = { 0 };
 		if (i < 2) {
@@ -738,10 +882,10 @@ static void zfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			st.st_ino = ROOT_INO;
 			st.st_mode = S_IFDIR;
 		} else {
-			const struct dirent_snap *e = &d->v[(i - 2) / 3];
+			size_t e = (i - 2) / 3;
 			int kind = (int)((i - 2) % 3);
-			snprintf(name, sizeof(name), "%s%s", e->name, sfx[kind]);
-			st.st_ino = e->base + (fuse_ino_t)kind;
+			snprintf(name, sizeof(name), "%s%s", l->names + l->off[e], sfx[kind]);
+			st.st_ino = l->base[e] + (fuse_ino_t)kind;
 			st.st_mode = S_IFREG;
 		}
 		size_t need = fuse_add_direntry(req, buf + used, size - used, name,

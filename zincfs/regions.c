@@ -248,27 +248,117 @@ static struct region *region_new_locked(const char *name, zinc_region *h, int ow
 static void close_handle(zinc_region *h)
 {
 	/* zinc_close touches the header page (the handle count, the waiter
-	 * count, the removed flag).  Of an object truncated below one page
-	 * under us every such touch faults, and a faulting close leaked the
-	 * handle (mapping, fd, memory).  Put private zero memory over the
-	 * header page first: the close then completes (the object is no region
-	 * any more, so its header has nothing to keep).  A truncation between
-	 * the check and the close still faults, and GUARDED keeps us alive. */
-	struct stat st;
-	if (fstat(zinc_fd(h), &st) == 0 && (uint64_t)st.st_size < zfs_cfg.page) {
-		uintptr_t base = (uintptr_t)zinc_futex_word(h) & ~(uintptr_t)(zfs_cfg.page - 1);
-		if (mmap((void *)base, zfs_cfg.page, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
-			log_warn("region %s: %s", zinc_name(h), strerror(errno));
+	 * count, the removed flag), which faults if the object was truncated
+	 * under us: PATCHED lets the close complete (the object is no region
+	 * any more, so its header has nothing to keep). */
+	int faults;
+	if (!h)
+		return;
+	PATCHED(faults, zinc_close(h));
+	(void)faults;
+}
+
+/* An observer handle of region NAME, header page only (an object's size
+ * costs no address space): 0, -ENOENT (none, or no region: logged
+ * once), -EACCES, -EMFILE, -ENFILE, -ENOMEM... */
+static int open_handle(const char *name, zinc_region **out)
+{
+	zinc_region *h = NULL;
+	int rc, faults;
+	PATCHED(faults, rc = zinc_open_ex(name, ZINC_OPEN_OBSERVE | ZINC_OPEN_HEADER, &h));
+	if ((rc == -EMFILE || rc == -ENFILE) && regions_drop_idle() > 0)
+		PATCHED(faults, rc = zinc_open_ex(name, ZINC_OPEN_OBSERVE | ZINC_OPEN_HEADER, &h));
+	if (rc == 0 && faults) { /* truncated while we opened it */
+		close_handle(h);
+		rc = -EBADMSG;
 	}
-	GUARDED(zinc_close(h), (void)0); /* a faulting close leaks the handle */
+	if (rc == -EBADMSG) {
+		struct stat st;
+		object_check(name, &st); /* logs why, once */
+		return -ENOENT;
+	}
+	if (rc == 0)
+		*out = h;
+	return rc == -EPERM ? -EACCES : rc;
+}
+
+/*
+ * Idle handles: a region the kernel has looked up but nobody uses (no open
+ * file, no watch, no request in flight, not ours) keeps its handle only
+ * while it is among the IDLE_HANDLES most recently used ones, then gets it
+ * back when used again (region_attach).  A user can make us look up any
+ * number of regions (`ls -l`), and every handle is a file descriptor.
+ */
+#define IDLE_HANDLES 256
+static struct region *idle_head, *idle_tail;
+static size_t nidle;
+
+static void idle_del_locked(struct region *r)
+{
+	if (!r->idle)
+		return;
+	*(r->iprev ? &r->iprev->inext : &idle_head) = r->inext;
+	*(r->inext ? &r->inext->iprev : &idle_tail) = r->iprev;
+	r->iprev = r->inext = NULL;
+	r->idle = 0;
+	nidle--;
+}
+
+static int in_use(const struct region *r)
+{
+	return r->refs || r->open || r->group || (r->owned && !r->gone);
+}
+
+size_t regions_drop_idle(void)
+{
+	size_t n = 0;
+	LOCK();
+	while (idle_head) {
+		struct region *r = idle_head;
+		idle_del_locked(r);
+		if (!in_use(r)) {
+			close_handle(r->h);
+			r->h = NULL;
+			n++;
+		}
+	}
+	UNLOCK();
+	return n;
+}
+
+static void idle_add_locked(struct region *r)
+{
+	idle_del_locked(r);
+	r->iprev = idle_tail;
+	*(idle_tail ? &idle_tail->inext : &idle_head) = r;
+	idle_tail = r;
+	r->idle = 1;
+	nidle++;
+	while (nidle > IDLE_HANDLES) {
+		struct region *old = idle_head;
+		idle_del_locked(old);
+		if (!in_use(old)) {
+			close_handle(old->h);
+			old->h = NULL;
+		}
+	}
 }
 
 static void maybe_free_locked(struct region *r)
 {
-	if (r->refs || r->open || r->group || r->nlookup[0] || r->nlookup[1] ||
-	    r->nlookup[2] || (r->owned && !r->gone))
+	if (in_use(r))
 		return;
+	if (r->nlookup[0] || r->nlookup[1] || r->nlookup[2]) {
+		if (r->gone) { /* its handle has nothing more to serve */
+			idle_del_locked(r);
+			close_handle(r->h);
+			r->h = NULL;
+		} else if (r->h) {
+			idle_add_locked(r);
+		}
+		return;
+	}
+	idle_del_locked(r);
 	if (!r->gone)
 		hash_remove(r);
 	slots[r->slot] = NULL;
@@ -292,6 +382,8 @@ int region_check_locked(struct region *r)
 		region_gone_locked(r, "removed");
 		return -ENOENT;
 	}
+	if (!r->h)
+		return 0; /* idle: region_attach checks the rest */
 	if (fstat(zinc_fd(r->h), &b) < 0 ||
 	    (uint64_t)b.st_size != zinc_capacity(r->h) + zfs_cfg.page) {
 		bad_report(r->name, &b, "size changed under an open region");
@@ -322,6 +414,39 @@ void region_gone_locked(struct region *r, const char *why)
 	maybe_free_locked(r);
 }
 
+static int same_object(const struct region *r, zinc_region *h)
+{
+	struct stat st;
+	return fstat(zinc_fd(h), &st) == 0 && st.st_dev == r->dev && st.st_ino == r->ino;
+}
+
+/* Give r (a ref held) its handle back if it was closed while idle: the
+ * object under its name must still be the same one. */
+static int region_attach(struct region *r)
+{
+	LOCK();
+	int have = r->h != NULL, gone = r->gone;
+	UNLOCK();
+	if (have)
+		return 0;
+	if (gone)
+		return -ENOENT;
+	zinc_region *h = NULL;
+	int rc = open_handle(r->name, &h);
+	LOCK();
+	if (rc == 0 && !same_object(r, h))
+		rc = -ENOENT; /* a new region under the old name */
+	if (rc == -ENOENT)
+		region_gone_locked(r, "replaced or removed");
+	if (rc == 0 && !r->h) {
+		r->h = h; /* else another request was faster */
+		h = NULL;
+	}
+	UNLOCK();
+	close_handle(h);
+	return rc;
+}
+
 int region_lookup(const char *name, struct region **out)
 {
 	struct region *r;
@@ -329,29 +454,37 @@ int region_lookup(const char *name, struct region **out)
 	r = region_by_name_locked(name);
 	if (r && region_check_locked(r) == 0) {
 		r->refs++;
+		idle_del_locked(r);
 		UNLOCK();
-		*out = r;
-		return 0;
+		int rc = region_attach(r);
+		if (rc == 0) {
+			*out = r;
+			return 0;
+		}
+		region_put(r);
+		if (rc != -ENOENT)
+			return rc;
+		/* r is gone: the name may hold a new region */
+	} else {
+		UNLOCK();
 	}
-	UNLOCK();
 
-	zinc_region *volatile h = NULL;
-	volatile int rc;
-	GUARDED(rc = zinc_open_ex(name, ZINC_OPEN_OBSERVE, (zinc_region **)&h),
-		rc = -EBADMSG);
-	if (rc == -EBADMSG) {
-		struct stat st;
-		object_check(name, &st); /* logs why, once */
-		return -ENOENT;
-	}
+	zinc_region *h = NULL;
+	int rc = open_handle(name, &h);
 	if (rc)
-		return rc == -EPERM ? -EACCES : rc;
+		return rc;
 
 	LOCK();
 	r = region_by_name_locked(name);
-	if (r && region_check_locked(r) == 0) {
+	if (r && region_check_locked(r) == 0 && (r->h || same_object(r, h))) {
+		if (!r->h) { /* r's idle handle was closed meanwhile */
+			r->h = h;
+			h = NULL;
+		}
 		close_handle(h); /* somebody was faster */
 	} else {
+		if (r && !r->gone)
+			region_gone_locked(r, "replaced");
 		r = region_new_locked(name, h, 0);
 		if (!r) {
 			UNLOCK();
@@ -361,6 +494,7 @@ int region_lookup(const char *name, struct region **out)
 		log_info("region %s: opened", name);
 	}
 	r->refs++;
+	idle_del_locked(r);
 	UNLOCK();
 	*out = r;
 	return 0;
@@ -415,8 +549,16 @@ struct region *region_get(fuse_ino_t ino)
 	if (s >= 1 && s < next_slot && INO_KIND(ino) <= K_WAIT && slots[s]) {
 		r = slots[s];
 		r->refs++;
+		idle_del_locked(r);
 	}
 	UNLOCK();
+	int rc = r ? region_attach(r) : -ENOENT;
+	if (rc) {
+		if (r)
+			region_put(r);
+		errno = -rc;
+		return NULL;
+	}
 	return r;
 }
 
@@ -613,7 +755,8 @@ void regions_close_all(void)
 	free(free_slots);
 	slots = NULL;
 	free_slots = NULL;
-	nslots = nfree = 0;
+	nslots = nfree = nidle = 0;
+	idle_head = idle_tail = NULL;
 	next_slot = 1;
 	memset(buckets, 0, sizeof(buckets));
 	UNLOCK();

@@ -61,6 +61,23 @@ void zfs_guard_thread(void);
 		}                                                       \
 	} while (0)
 
+/* Run `body` (libzinc's open or close of a handle); if it faults with
+ * SIGBUS, private zero memory replaces the faulting page and the body goes
+ * on: libzinc then sees no region there and fails or finishes, freeing what
+ * it holds (GUARDED would abandon it halfway and leak its fd and mapping).
+ * `faults` gets the number of faults: the handle's header is then junk. */
+extern __thread int zfs_bus_patch, zfs_bus_faults;
+#define PATCHED(faults, body)                                           \
+	do {                                                            \
+		if (!zfs_bus_ready)                                     \
+			zfs_guard_thread();                             \
+		zfs_bus_faults = 0;                                     \
+		zfs_bus_patch = 1;                                      \
+		body;                                                   \
+		zfs_bus_patch = 0;                                      \
+		faults = zfs_bus_faults;                                \
+	} while (0)
+
 /* ---- regions.c: inode table ---- */
 
 /* Inode numbers: root is 1; region slot s (>= 1) has (s << 2) | kind. */
@@ -100,6 +117,9 @@ struct region {
 	struct wfile *wfiles;   /* open .wait files */
 	struct pending *pending; /* deferred reads */
 	struct region *hnext;   /* name hash chain */
+	/* regions.c: idle handles (nobody uses r, it keeps h), oldest first */
+	struct region *iprev, *inext;
+	int idle;
 };
 
 /* The one lock for all of the above. Never held while calling into the
@@ -113,7 +133,8 @@ int parse_name(const char *name, char base[ZINC_NAME_MAX + 1]); /* kind or -1 */
 int region_lookup(const char *name, struct region **out);
 /* Create region NAME as the caller of req (cred.c). */
 int region_create(fuse_req_t req, const char *name, mode_t mode, struct region **out);
-/* Region of an inode with a ref taken, or NULL. */
+/* Region of an inode with a ref taken and its handle open, or NULL with
+ * errno set (ENOENT: gone; EMFILE, ENFILE, ENOMEM: no handle now). */
 struct region *region_get(fuse_ino_t ino);
 void region_put(struct region *r);
 void region_put_locked(struct region *r);
@@ -129,6 +150,9 @@ struct region *region_by_name_locked(const char *name);
 int region_stat(struct region *r, int kind, struct stat *st);
 int region_resize_locked(struct region *r, uint64_t size, int self_opens);
 void regions_check_all(void);
+/* Out of file descriptors: close the handles of regions nobody uses now
+ * (see regions.c); how many were closed. */
+size_t regions_drop_idle(void);
 void regions_close_all(void);
 /* Validate an object in the region directory without mapping it.
  * 0 valid, -EBADMSG malformed (logged once), -EAGAIN maybe half-made,
