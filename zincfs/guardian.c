@@ -19,8 +19,10 @@
  * aborts somebody else's connection.  PR_SET_PDEATHSIG tells it when
  * zincfs's main thread (which forked it and lives until exit) has died: on
  * SIGKILL that thread dies at once, while the process as a whole (and so a
- * pipe or a pidfd) only ends once the stuck thread is freed.  A clean exit
- * first writes 'q' on a pipe: the guardian then exits without a word.
+ * pipe or a pidfd) only ends once the stuck thread is freed.  Both talk
+ * over a socket pair: the guardian sends 'r' once it is set up (zincfs
+ * waits for it), zincfs sends 'q' on a clean exit, and the guardian then
+ * exits without a word.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +34,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/statfs.h>
 #include <sys/wait.h>
 #include <syslog.h>
@@ -44,7 +47,7 @@
 #define FUSECTL_MAGIC 0x65735543
 
 static pid_t guardian_pid;
-static int guardian_fd = -1; /* write end of the pipe: 'q' = clean exit */
+static int guardian_fd = -1; /* our end of the socket pair */
 
 static int fusectl_mount(void)
 {
@@ -130,7 +133,7 @@ static int thread_dead(pid_t pid)
 }
 
 static void __attribute__((noreturn))
-guardian(unsigned conn, int pipefd, pid_t parent, int daemon, char **argv)
+guardian(unsigned conn, int sock, pid_t parent, int daemon, char **argv)
 {
 	/* Hold nothing of zincfs's: no /dev/fuse (it would keep a dead
 	 * zincfs's connection alive), no file of the mount, no terminal or
@@ -142,8 +145,8 @@ guardian(unsigned conn, int pipefd, pid_t parent, int daemon, char **argv)
 		if (daemon)
 			dup2(nul, 2);
 	}
-	close_range(3, (unsigned)pipefd - 1, 0);
-	close_range((unsigned)pipefd + 1, ~0U, 0);
+	close_range(3, (unsigned)sock - 1, 0);
+	close_range((unsigned)sock + 1, ~0U, 0);
 	if (daemon) {
 		openlog("zincfs-guardian", LOG_PID, LOG_DAEMON);
 		glog_syslog = 1;
@@ -180,16 +183,19 @@ guardian(unsigned conn, int pipefd, pid_t parent, int daemon, char **argv)
 		     strerror(-err));
 		_exit(1);
 	}
+	if (send(sock, "r", 1, MSG_NOSIGNAL) != 1) {
+		/* zincfs is gone: see below */
+	}
 	/* zincfs may have died before the prctl. */
 	int dead = getppid() != parent;
-	struct pollfd pf[2] = { { .fd = pipefd, .events = POLLIN },
+	struct pollfd pf[2] = { { .fd = sock, .events = POLLIN },
 				{ .fd = sfd, .events = POLLIN } };
 	while (!dead) {
 		if (poll(pf, 2, -1) < 0)
 			continue; /* EINTR only: nothing else can fail here */
 		if (pf[0].revents) {
 			char c = 0;
-			ssize_t n = read(pipefd, &c, 1);
+			ssize_t n = read(sock, &c, 1);
 			if (n == 1 && c == 'q')
 				_exit(0); /* clean exit: zincfs did its own cleanup */
 			dead = n == 0; /* gone without a word */
@@ -228,8 +234,8 @@ void zfs_guardian_start(unsigned conn, int daemon, char **argv)
 			 "killed, its clients may hang until the connection is aborted)");
 		return;
 	}
-	if (pipe2(p, O_CLOEXEC) < 0) {
-		log_warn("no guardian: pipe: %s", strerror(errno));
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) < 0) {
+		log_warn("no guardian: socketpair: %s", strerror(errno));
 		return;
 	}
 	pid_t parent = getpid();
@@ -247,13 +253,20 @@ void zfs_guardian_start(unsigned conn, int daemon, char **argv)
 	}
 	guardian_pid = pid;
 	guardian_fd = p[1];
+	/* Set up (named, its files open) before we serve anything; if it
+	 * failed, it said why. */
+	struct pollfd pf = { .fd = guardian_fd, .events = POLLIN };
+	char c;
+	if (poll(&pf, 1, 5000) != 1 || read(guardian_fd, &c, 1) != 1)
+		log_warn("the guardian did not start: if zincfs is killed, its "
+			 "clients may hang until its connection is aborted");
 }
 
 void zfs_guardian_stop(void)
 {
 	if (guardian_pid <= 0)
 		return;
-	if (write(guardian_fd, "q", 1) != 1) {
+	if (send(guardian_fd, "q", 1, MSG_NOSIGNAL) != 1) {
 		/* it is gone already (EPIPE): reap it below */
 	}
 	close(guardian_fd);

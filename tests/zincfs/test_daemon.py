@@ -100,7 +100,8 @@ def _stray_daemons(marker):
             cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ")
         except OSError:
             continue
-        if marker.encode() in cmd and b"zincfs" in cmd:
+        # (not a daemon's guardian: "zincfs-guardian MOUNTPOINT")
+        if marker.encode() in cmd and b"zincfs" in cmd and b"zincfs-guardian" not in cmd:
             pids.append(int(pid))
     return pids
 
