@@ -38,6 +38,15 @@ ensure_fuse() {
 	command -v fusermount3 >/dev/null || die "fusermount3 not found (package fuse3)"
 }
 
+# The FUSE control file system, where a wedged FUSE connection is aborted
+# (/sys/fs/fuse/connections/N/abort): systemd mounts it, a bare machine or
+# a container may not, and a write there then fails.
+ensure_fusectl() {
+	local d=/sys/fs/fuse/connections
+	findmnt -n -t fusectl -M "$d" >/dev/null && return 0
+	mount -t fusectl none "$d" || die "cannot mount fusectl on $d (needed to abort a wedged FUSE connection)"
+}
+
 # Debian's interpreter: a python3 earlier on PATH (pyenv, venv) may lack pytest.
 pytest_cmd() {
 	if /usr/bin/python3 -c 'import pytest' 2>/dev/null; then

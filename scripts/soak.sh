@@ -33,6 +33,7 @@ while [ $# -gt 0 ]; do
 done
 [ "$(id -u)" -eq 0 ] || die "the soak needs root (tmpfs mount, FUSE)"
 ensure_fuse
+ensure_fusectl # the driver's recovery aborts wedged connections there
 
 if [ ! -f build/build.ninja ]; then
 	configure_build build -Dbuildtype=debugoptimized
@@ -51,14 +52,17 @@ cleanup() {
 		kill -KILL -- "-$pid" 2>/dev/null || true
 	fi
 	# Processes of ours that survive SIGKILL hang in D behind a wedged FUSE
-	# connection: abort our connections (not ones a mount elsewhere reuses).
+	# connection: abort our connections (not ones a mount elsewhere reuses;
+	# a connection without a directory has ended).
 	sleep 0.5
 	if [ -n "$pid" ] && pgrep -g "$pid" >/dev/null 2>&1 && [ -f "$base/conns" ]; then
+		( ensure_fusectl ) || rc=1
 		while read -r c; do
 			awk -v d="0:$c" -v b="$base/" '$3 == d && index($5, b) != 1 { f = 1 } END { exit !f }' \
 				/proc/self/mountinfo && continue
-			[ -w "/sys/fs/fuse/connections/$c/abort" ] &&
-				echo 1 >"/sys/fs/fuse/connections/$c/abort" 2>/dev/null || true
+			[ -e "/sys/fs/fuse/connections/$c/abort" ] || continue
+			echo 1 >"/sys/fs/fuse/connections/$c/abort" ||
+				{ echo "soak: error: cannot abort FUSE connection $c" >&2; rc=1; }
 		done <"$base/conns"
 		kill -KILL -- "-$pid" 2>/dev/null || true
 	fi

@@ -372,6 +372,16 @@ static int mountinfo_find(const char *path, const char *dev, const char *mp)
 	return found;
 }
 
+/* Our FUSE connection's number, the mount's dev_t (major << 20 | minor):
+ * its name in /sys/fs/fuse/connections.  0 if unknown. */
+static unsigned mount_conn(void)
+{
+	unsigned maj, min;
+	if (!mount_dev[0] || sscanf(mount_dev, "%u:%u", &maj, &min) != 2)
+		return 0;
+	return maj << 20 | min;
+}
+
 /* pid of a process in another mount namespace that has our mount, or 0. */
 static pid_t mount_elsewhere(void)
 {
@@ -419,21 +429,13 @@ static pid_t mount_elsewhere(void)
  */
 static void abort_connection(void)
 {
-	unsigned maj, min;
-	char path[96];
-	if (!mount_dev[0] || sscanf(mount_dev, "%u:%u", &maj, &min) != 2)
-		return;
-	/* The connection is named by the kernel's dev_t: major << 20 | minor. */
-	snprintf(path, sizeof(path), "/sys/fs/fuse/connections/%u/abort",
-		 maj << 20 | min);
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0 || write(fd, "1", 1) != 1)
-		log_warn("cannot abort the stuck FUSE connection (%s): %s", path,
-			 strerror(errno));
+	int err = mount_conn() ? zfs_conn_abort(mount_conn()) : -ENOENT;
+	if (err)
+		log_error("cannot abort our stuck FUSE connection %u (write 1 to "
+			  "/sys/fs/fuse/connections/%u/abort): %s", mount_conn(),
+			  mount_conn(), strerror(-err));
 	else
 		log_warn("aborted our FUSE connection to free a stuck thread");
-	if (fd >= 0)
-		close(fd);
 }
 
 static void on_wakeup(int sig)
@@ -624,8 +626,11 @@ int main(int argc, char **argv)
 	zfs_cfg.mountpoint = opts.mountpoint;
 	if (!opts.foreground && daemonize_start() != 0)
 		goto out_unmount;
-	/* Threads only after fork. */
+	/* Threads only after fork; the guardian from this thread, which lives
+	 * until exit (its death is what the guardian watches for). */
 	main_tid = pthread_self();
+	mountinfo_find("/proc/self/mountinfo", NULL, opts.mountpoint);
+	zfs_guardian_start(mount_conn(), !opts.foreground, argv);
 	if (watcher_start() != 0) {
 		daemonize_done(1);
 		goto out_unmount;
@@ -688,6 +693,7 @@ int main(int argc, char **argv)
 	if (stuck) {
 		/* A thread is still inside the session: don't free it. */
 		abort_connection();
+		zfs_guardian_stop();
 		_exit(ret);
 	}
 	fuse_session_destroy(zfs_se);
@@ -703,6 +709,7 @@ out_signals:
 out_session:
 	fuse_session_destroy(zfs_se);
 out_args:
+	zfs_guardian_stop();
 	fuse_opt_free_args(&args);
 	free(opts.mountpoint);
 	free(o.region_size);

@@ -78,6 +78,17 @@ extern __thread int zfs_bus_patch, zfs_bus_faults;
 		faults = zfs_bus_faults;                                \
 	} while (0)
 
+/* ---- guardian.c: abort our connection if zincfs is killed ---- */
+
+/* Fork the guardian (before any other thread exists) for FUSE connection
+ * conn (the mount's dev_t, major << 20 | minor).  daemon: log to syslog. */
+void zfs_guardian_start(unsigned conn, int daemon, char **argv);
+/* Clean exit: tell the guardian to leave without aborting; reap it. */
+void zfs_guardian_stop(void);
+/* Write 1 to /sys/fs/fuse/connections/conn/abort, first mounting the FUSE
+ * control file system there if it is not: 0 or -errno. */
+int zfs_conn_abort(unsigned conn);
+
 /* ---- regions.c: inode table ---- */
 
 /* Inode numbers: root is 1; region slot s (>= 1) has (s << 2) | kind. */

@@ -2,8 +2,10 @@
 """Fixtures for the `zinc` command-line tool tests.
 
 Every test gets a private region directory (ZINC_SHM_DIR) in a fresh temp
-dir, so /dev/shm is never touched; the fixture checks that, kills every
-process a test started and removes the directory, also when a test fails.
+dir, so /dev/shm is never touched; the fixture checks that (for the names
+the test used: other programs may create and remove their own zinc_*
+objects there meanwhile), kills every process a test started and removes
+the directory, also when a test fails.
 
 Binaries come from $ZINC_BUILD_DIR (default <repo>/build; a relative value
 is taken from the repo root): libzinc/tools/zinc and the example programs
@@ -69,12 +71,14 @@ class Zinc:
         self.env.pop("ZINC_ALWAYS_WAKE", None)
         self.procs = []
         self.pids = []  # processes we did not start directly (--background)
+        self.args = set()  # every argument given to a program: names used
 
     def path(self, name):
         return self.shm / f"zinc_{name}"
 
     def run(self, *args, timeout=DEADLINE, env=None):
         """Run zinc to completion; returns CompletedProcess (str output)."""
+        self.args.update(map(str, args))
         return subprocess.run([str(ZINC), *map(str, args)], env=env or self.env,
                               capture_output=True, timeout=timeout,
                               encoding="utf-8", errors="surrogateescape")
@@ -85,6 +89,7 @@ class Zinc:
         return r
 
     def spawn(self, *argv, **kw):
+        self.args.update(map(str, argv))
         p = subprocess.Popen([str(a) for a in argv], env=self.env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
         self.procs.append(p)
@@ -136,6 +141,16 @@ class Zinc:
         wait_until(blocked, what=f"{p.args} to sleep in a futex wait")
         assert self.info(name)["waiters"] >= 1
 
+    def names_used(self):
+        """Region names the test used: every argument it gave a program and
+        every object in its region directory (a leak into /dev/shm, from
+        something ignoring ZINC_SHM_DIR, has one of these names)."""
+        try:
+            objs = {n[5:] for n in os.listdir(self.shm) if n.startswith("zinc_")}
+        except OSError:
+            objs = set()
+        return self.args | objs
+
     def cleanup(self):
         for p in self.procs:
             if p.poll() is None:
@@ -161,6 +176,8 @@ def zc():
         yield z
     finally:
         z.cleanup()
+        used = z.names_used()
         shutil.rmtree(shm, ignore_errors=True)
-        # Honour ZINC_SHM_DIR: nothing may have appeared in /dev/shm.
-        assert dev_shm_zinc() <= before, dev_shm_zinc() - before
+        # Honour ZINC_SHM_DIR: no object of ours may have appeared in /dev/shm.
+        leaked = {n for n in dev_shm_zinc() - before if n[5:] in used}
+        assert not leaked, f"test left objects in /dev/shm: {sorted(leaked)}"

@@ -94,6 +94,8 @@ daemon_pids() {
 		/usr/bin/zincfs|/usr/local/bin/zincfs) ;;
 		*) continue ;;
 		esac
+		# not a daemon's guardian process (zincfs/guardian.c)
+		[ "$(cat "$d/comm" 2>/dev/null)" = zincfs-guardian ] && continue
 		tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -qF " $T/mnt" && echo "${d#/proc/}"
 	done
 }

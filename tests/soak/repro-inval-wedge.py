@@ -12,6 +12,9 @@ from a zincfs worker, but the workers are gone (SIGTERM: the session loop has
 ended; SIGKILL: they were killed).  The thread stuck in the kernel keeps the
 /dev/fuse file open, so the connection is never aborted: only
 `echo 1 > /sys/fs/fuse/connections/N/abort` or `umount -f MNT` recovers.
+Fixed: on SIGTERM zincfs aborts its own connection, on SIGKILL its guardian
+process does (zincfs/guardian.c); tests/zincfs/test_guardian.py tests it.
+Recovery here mounts fusectl first if it is missing.
 
 usage: repro-inval-wedge.py [--build DIR] term|kill [ATTEMPTS]
 Exit 1 if reproduced (and recovered), 0 if not.  Root only.
@@ -86,6 +89,9 @@ while True:
                   + "\n".join(lines))
         rc = 1
         w.kill()
+        if not os.path.ismount("/sys/fs/fuse/connections"):  # fusectl not mounted
+            subprocess.run(["mount", "-t", "fusectl", "none", "/sys/fs/fuse/connections"],
+                           check=True)
         with open(f"/sys/fs/fuse/connections/{conn}/abort", "w") as f:
             f.write("1")  # recover
         d.wait(timeout=10)

@@ -65,6 +65,13 @@ def mounts_under(base):
     return sorted(out, key=lambda m: len(m[0]), reverse=True)
 
 
+FUSECTL = "/sys/fs/fuse/connections"
+
+
+def is_fusectl_mounted():
+    return any(mp == FUSECTL and fs == "fusectl" for mp, fs in mounts_under(FUSECTL))
+
+
 def is_mounted_fuse(path):
     return any(mp == path and fs.startswith("fuse") for mp, fs in mounts_under(path))
 
@@ -250,19 +257,30 @@ class Soak:
         self.ledger_set(OFF_DAEMON_GEN, self.daemon_gen)
 
     def abort_conn(self, conn):
-        """Recover from a wedged FUSE connection (what an admin would do).
-        Never one that a mount outside our directory uses (ids are reused)."""
+        """Recover from a wedged FUSE connection (what an admin would do;
+        zincfs's guardian should have done it already).  Never one that a
+        mount outside our directory uses (ids are reused)."""
         for line in (read_text("/proc/self/mountinfo") or "").splitlines():
             f = line.split()
             if f[2] == f"0:{conn}" and not f[4].startswith(str(self.base) + "/"):
                 return False
+        ctl = Path(f"{FUSECTL}/{conn}/abort")
+        if not ctl.exists() and not is_fusectl_mounted():
+            r = subprocess.run(["mount", "-t", "fusectl", "none", FUSECTL],
+                               stderr=subprocess.PIPE, text=True)
+            if r.returncode:
+                self.fail(f"cannot mount fusectl on {FUSECTL} to abort connection "
+                          f"{conn}: {r.stderr.strip()}")
+                return False
+        if not ctl.exists():
+            return False  # the connection has ended
         try:
-            with open(f"/sys/fs/fuse/connections/{conn}/abort", "w") as f:
-                f.write("1")
-            self.event(f"aborted FUSE connection {conn}")
-            return True
-        except OSError:
+            ctl.write_text("1")
+        except OSError as e:
+            self.fail(f"cannot abort FUSE connection {conn}: {e}")
             return False
+        self.event(f"aborted FUSE connection {conn}")
+        return True
 
     def report_wedge(self, pid, when):
         tasks = []

@@ -249,6 +249,20 @@ def run(args, timeout=10, **kw):
     return subprocess.run(args, timeout=timeout * SLOW, **kw)
 
 
+FUSECTL = "/sys/fs/fuse/connections"
+
+
+def ensure_fusectl():
+    """Mount the FUSE control file system where it is missing (a machine
+    without systemd's unit for it); fail loudly if it cannot be."""
+    line = mountinfo_has(FUSECTL)
+    if line and " - fusectl " in line:
+        return
+    r = run(["mount", "-t", "fusectl", "none", FUSECTL])
+    if r.returncode and not (mountinfo_has(FUSECTL) or "").count(" - fusectl "):
+        raise AssertionError(f"cannot mount fusectl on {FUSECTL}: {r.stderr.strip()}")
+
+
 def shm_zinc_objects(d="/dev/shm"):
     try:
         return {n for n in os.listdir(d) if n.startswith("zinc_")}
@@ -311,12 +325,16 @@ class Zinc:
     """A zinc-helper process: one libzinc handle driven over a pipe."""
 
     def __init__(self, zfs):
+        self.zfs = zfs
         self.p = zfs.spawn([str(HELPER)], stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, stderr=None)
         self.pid = self.p.pid
         self._buf = b""
 
     def send(self, line):
+        w = line.split()
+        if len(w) > 1 and w[0] in ("create", "open", "stat"):
+            self.zfs.used.add(w[1])
         self.p.stdin.write((line + "\n").encode())
         self.p.stdin.flush()
 
@@ -399,6 +417,7 @@ class ZincFS:
         self.expected_exit = None  # None: must exit 0 after unmount
         self.problems = []
         self._logs = []  # (path, daemon) of every daemon started
+        self.used = set()  # region names the test used (names_used)
         self.nstarted = 0
 
     # -- daemon lifecycle
@@ -464,15 +483,18 @@ class ZincFS:
         return self.start(extra_opts)
 
     def abort_connection(self):
+        """Abort our FUSE connection (frees clients of a wedged daemon); never
+        a connection whose number a mount outside our directory now uses."""
         if self.conn is None:
             return
-        ctl = Path(f"/sys/fs/fuse/connections/{self.conn}/abort")
-        if not ctl.exists():
-            run(["mount", "-t", "fusectl", "none", "/sys/fs/fuse/connections"])
-        try:
+        for line in (_read("/proc/self/mountinfo") or "").splitlines():
+            f = line.split()
+            if f[2] == f"0:{self.conn}" and not f[4].startswith(str(self.base) + "/"):
+                return
+        ensure_fusectl()
+        ctl = Path(f"{FUSECTL}/{self.conn}/abort")
+        if ctl.exists():  # else the connection has ended: nothing to abort
             ctl.write_text("1")
-        except OSError:
-            pass
 
     def stop(self):
         """Unmount, wait for the daemon, record problems."""
@@ -524,10 +546,21 @@ class ZincFS:
         return run(args, timeout=timeout, **kw)
 
     def path(self, name):
+        first = str(name).split("/")[0]
+        self.used |= {first, first.rsplit(".", 1)[0]}  # NAME of NAME.notify
         return self.mnt / name
 
     def obj(self, name):
+        self.used.add(str(name))
         return self.shm / f"zinc_{name}"
+
+    def names_used(self):
+        """Region names this test used: those it named through path(),
+        obj() or a zinc-helper command, and those in its region directory.
+        A leak into /dev/shm (something ignoring shm_dir/ZINC_SHM_DIR) has
+        one of these names; other programs' zinc_* objects there do not
+        concern the test."""
+        return self.used | {n[5:] for n in shm_zinc_objects(self.shm)}
 
     def names(self):
         return set(os.listdir(self.mnt))
@@ -574,12 +607,9 @@ def _teardown(z, base, shm_before):
         logs = ""
 
     def leftovers():
-        new = shm_zinc_objects() - shm_before
-        for n in new:
-            try:
-                os.unlink(f"/dev/shm/{n}")
-            except OSError:
-                pass
+        # Only objects of names this test used: other programs on the
+        # machine may create and remove their own meanwhile.
+        new = {n for n in shm_zinc_objects() - shm_before if n[5:] in z.names_used()}
         if new:
             errors.append(f"test left objects in /dev/shm: {sorted(new)}")
 

@@ -98,9 +98,10 @@ def _stray_daemons(marker):
             continue
         try:
             cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ")
+            guardian = open(f"/proc/{pid}/comm").read() == "zincfs-guardian\n"
         except OSError:
             continue
-        if marker.encode() in cmd and b"zincfs" in cmd:
+        if marker.encode() in cmd and b"zincfs" in cmd and not guardian:
             pids.append(int(pid))
     return pids
 

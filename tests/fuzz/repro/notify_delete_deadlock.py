@@ -104,6 +104,9 @@ def main():
                     if "fuse_reverse_inval" in st:
                         print(f"daemon tid {tid}:", st.strip().replace("\n", " | "))
                 print("this process:", task_summary(os.getpid()))
+                if not os.path.ismount("/sys/fs/fuse/connections"):  # no fusectl
+                    subprocess.run(["mount", "-t", "fusectl", "none",
+                                    "/sys/fs/fuse/connections"], check=True)
                 Path(f"/sys/fs/fuse/connections/{conn}/abort").write_text("1")
                 break
         for t in ts:
