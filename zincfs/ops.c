@@ -186,13 +186,16 @@ static void zfs_forget_multi(fuse_req_t req, size_t count,
 	fuse_reply_none(req);
 }
 
-/* ino's region (a reference), or NULL after answering ENOENT (it is gone)
- * or why its handle cannot be opened now (EMFILE...). */
-static struct region *region_or_enoent(fuse_req_t req, fuse_ino_t ino)
+/* ino's region (a reference), or NULL after answering ESTALE (it is gone)
+ * or why its handle cannot be opened now (EMFILE...).  ESTALE, not ENOENT:
+ * the kernel then looks the name up again (open, stat, chmod... retry once)
+ * and finds the region now under it, or none (ENOENT, or a create for
+ * O_CREAT), as on a local file system. */
+static struct region *region_or_estale(fuse_req_t req, fuse_ino_t ino)
 {
 	struct region *r = region_get(ino);
 	if (!r)
-		fuse_reply_err(req, errno);
+		fuse_reply_err(req, errno == ENOENT ? ESTALE : errno);
 	return r;
 }
 
@@ -207,6 +210,8 @@ static int caller_may_open(fuse_req_t req, struct region *r, int acc)
 	struct cred_saved cs;
 	int rc = cred_enter(req, &cs);
 	if (!rc)
+		rc = cred_may_open(zinc_fd(r->h), acc, r->dev, r->ino);
+	if ((rc == -EMFILE || rc == -ENFILE) && regions_drop_idle() > 0)
 		rc = cred_may_open(zinc_fd(r->h), acc, r->dev, r->ino);
 	cred_leave(&cs);
 	return rc;
@@ -224,7 +229,7 @@ static void zfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 			fuse_reply_attr(req, &st, TIMEOUT);
 		return;
 	}
-	struct region *r = region_or_enoent(req, ino);
+	struct region *r = region_or_estale(req, ino);
 	if (!r)
 		return;
 	reply_attr_put(req, r, INO_KIND(ino));
@@ -263,7 +268,7 @@ static void zfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		fuse_reply_err(req, EPERM);
 		return;
 	}
-	struct region *r = region_or_enoent(req, ino);
+	struct region *r = region_or_estale(req, ino);
 	if (!r)
 		return;
 	int kind = INO_KIND(ino), rc = 0;
@@ -294,7 +299,7 @@ static void zfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
-	struct region *r = region_or_enoent(req, ino);
+	struct region *r = region_or_estale(req, ino);
 	if (!r)
 		return;
 	int kind = INO_KIND(ino), acc = fi->flags & O_ACCMODE;
@@ -399,7 +404,7 @@ static void zfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, EBADF);
 		return;
 	}
-	struct region *r = region_or_enoent(req, ino);
+	struct region *r = region_or_estale(req, ino);
 	if (!r)
 		return;
 	uint64_t cap = zinc_capacity(r->h);
@@ -432,7 +437,7 @@ static void zfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
 		fuse_reply_err(req, EBADF);
 		return;
 	}
-	struct region *r = region_or_enoent(req, ino);
+	struct region *r = region_or_estale(req, ino);
 	if (!r)
 		return;
 	if (kind == K_NOTIFY) {
@@ -936,7 +941,7 @@ static void zfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_
 		fuse_reply_err(req, ENODATA);
 		return;
 	}
-	struct region *r = region_or_enoent(req, ino);
+	struct region *r = region_or_estale(req, ino);
 	if (!r)
 		return;
 	volatile int rc;

@@ -512,6 +512,8 @@ int region_create(fuse_req_t req, const char *name, mode_t mode, struct region *
 	int rc = cred_enter(req, &cs);
 	if (!rc)
 		rc = zinc_create(name, zfs_cfg.region_size, &h);
+	if ((rc == -EMFILE || rc == -ENFILE) && regions_drop_idle() > 0)
+		rc = zinc_create(name, zfs_cfg.region_size, &h);
 	/* The mode it asked for (umask already applied by the kernel);
 	 * libzinc makes 0600. */
 	if (!rc && fchmod(zinc_fd(h), mode & 07777) < 0)

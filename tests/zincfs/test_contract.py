@@ -182,7 +182,8 @@ def test_create_without_excl_never_eexist_while_libzinc_churns(zfs):
     rc, out, _ = finish(p)  # closes its stdin
     assert rc == 0 and int(out) > 0  # libzinc did create meanwhile
     assert "EEXIST" not in errs, errs
-    assert set(errs) <= {"EBUSY"} and ok > 0, (ok, errs)
+    # ESTALE: the name was replaced twice during one open (see zincfs(8))
+    assert set(errs) <= {"EBUSY", "ESTALE"} and ok > 0, (ok, errs)
 
 
 # ---------------------------------------------------------------- .wait
