@@ -540,7 +540,7 @@ struct tu_waiter {
 
 static __attribute__((unused)) void *tu_waiter_main(void *arg)
 {
-	struct tu_waiter *w = arg;
+	struct tu_waiter *w = (struct tu_waiter *)arg; /* also C++ */
 	__atomic_store_n(&w->tid, tu_gettid(), __ATOMIC_RELEASE);
 	int64_t t0 = tu_now_ms();
 	w->rc = zinc_wait(w->r, w->timeout);
