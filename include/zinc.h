@@ -106,19 +106,20 @@ ZINC_ASSERT_LAYOUT_(sizeof(struct zinc_header) == 64 &&
  * size) and return its owner handle in *out.  The memory is reserved now, so
  * a full /dev/shm gives -ENOSPC here rather than SIGBUS later.  A region of
  * that name whose owner closed or died is replaced (its handles then get
- * -EIDRM).  Returns 0, -EINVAL (bad name/size/NULL), -EEXIST (owner alive or
- * the name is taken by something that is not a region), -EPERM, -ENOSPC, or
- * -errno.  *out is set to NULL first whenever out is not NULL. */
+ * -EIDRM).  Returns 0, -EINVAL (bad name/size/NULL), -EEXIST (owner alive,
+ * the name is taken by something that is not a region, or its region is
+ * being removed by another process), -EPERM, -ENOSPC, -ENOMEM, or -errno.
+ * Never waits for a lock.  *out is set to NULL first whenever out is not NULL. */
 int32_t zinc_create(const char *name, uintptr_t capacity, zinc_region **out);
 
 /* Open an existing region.  Returns 0, -EINVAL, -ENOENT (absent or removed),
- * -EPERM, -EBADMSG (the object is not a valid region), or -errno.
- * create, open and unlink return -EAGAIN if another process holds the
- * object's lifetime lock for over 2 s (it only does so for microseconds
- * unless stopped or stuck). */
+ * -EPERM, -EBADMSG (the object is not a valid region), -EBUSY (another
+ * process kept the region's removal claim for about 1.5 s: it is stopped
+ * or stuck), -ENOMEM, or -errno. */
 int32_t zinc_open(const char *name, zinc_region **out);
 
-/* Start of the data area (page-aligned), or NULL for a NULL handle. */
+/* Start of the data area (page-aligned), or NULL for a NULL handle or one
+ * opened with ZINC_OPEN_HEADER. */
 uint8_t *zinc_ptr(zinc_region *r);
 
 /* Usable bytes of the data area (from the object's size, never from shared
@@ -126,11 +127,13 @@ uint8_t *zinc_ptr(zinc_region *r);
 uintptr_t zinc_capacity(zinc_region *r);
 
 /* Close a handle.  The last handle to close anywhere removes the name.
- * NULL is a no-op. */
+ * Never waits for another process.  NULL is a no-op. */
 void zinc_close(zinc_region *r);
 
 /* Signal the region: bump the counter (full barrier) and wake every waiter.
- * Makes no system call when nobody waits.  NULL is a no-op. */
+ * Makes no system call when nobody waits and every open handle is
+ * libzinc's (a zinc-core handle, seen in the header's ref_count, makes it
+ * wake).  NULL is a no-op. */
 void zinc_notify(zinc_region *r);
 
 /* Wait for a notification newer than this handle's cursor, then move the
@@ -160,7 +163,8 @@ uint32_t zinc_seq(zinc_region *r);
 /* Remove region NAME: waiters get -EIDRM, mapped memory stays valid for
  * whoever has it.  An object under the name that is not a region is
  * removed too.  Returns 0, -EINVAL, -ENOENT, -EPERM, -EISDIR (a directory
- * holds the name), or -errno. */
+ * holds the name), -EBUSY (another process kept the region's removal claim
+ * for about 1.5 s), or -errno. */
 int32_t zinc_unlink(const char *name);
 
 /* Spin up to spin_ns nanoseconds watching the counter before sleeping in
@@ -200,10 +204,30 @@ int32_t zinc_stat(const char *name, struct zinc_info *info);
 /* zinc_open_ex flags: an observer handle does not count as a handle (it
  * never keeps a region alive and its close never removes the name). */
 #define ZINC_OPEN_OBSERVE 0x1
+/* Map only the header page: zinc_ptr() returns NULL, zinc_capacity() is
+ * still the capacity (from the object's size) and the data is read and
+ * written through zinc_fd() at zinc_data_offset().  However large the
+ * object, the handle costs one page of address space.  Combinable with
+ * ZINC_OPEN_OBSERVE. */
+#define ZINC_OPEN_HEADER 0x2
 
 /* zinc_open with flags.  Returns as zinc_open, or -EINVAL for unknown
  * flags. */
 int32_t zinc_open_ex(const char *name, uint32_t flags, zinc_region **out);
+
+/* Replace the region that `owner` created by a new one of `capacity` bytes
+ * under the same name, all or nothing.  The new region is built unnamed
+ * (memory reserved, so -ENOSPC comes here), gets the old object's owner and
+ * mode, min(old, new capacity) data bytes and the counter's value, and is
+ * renamed over the name only if the name still refers to owner's region.
+ * Then the old region is marked removed (its waiters get -EIDRM) and the new
+ * owner handle is returned in *out; the caller still closes `owner` (which
+ * leaves the new name alone).  On failure nothing changed.  Returns 0,
+ * -EINVAL, -EPERM (not an owner handle, or permission denied), -ENOENT (the
+ * name was removed or replaced), -ENOSPC, -EBUSY (as zinc_unlink), or
+ * -errno.  *out is set to NULL
+ * first whenever out is not NULL. */
+int32_t zinc_recreate(zinc_region *owner, uintptr_t capacity, zinc_region **out);
 
 /* Fill *info from an open handle.  Returns 0 or -EINVAL. */
 int32_t zinc_handle_stat(zinc_region *r, struct zinc_info *info);

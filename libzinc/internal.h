@@ -9,24 +9,31 @@
 
 /*
  * libzinc's own bookkeeping at offset 64 of the header page, which zinc-core
- * ignores.  A region without ext_magic was made by zinc-core ("foreign").
+ * ignores.  A region without ext_magic was made by zinc-core ("foreign");
+ * claim is used on those too (zinc-core never writes there).
  */
 struct zinc_ext {
-	uint64_t ext_magic;
-	uint32_t waiters; /* zinc_wait callers and watchers about to sleep */
-	uint32_t reserved;
+	uint64_t ext_magic; /* 64 */
+	uint32_t waiters;   /* 72: zinc_wait callers and watchers about to sleep */
+	uint32_t handles;   /* 76: libzinc's counting handles (0 before v2) */
+	uint64_t claim;     /* 80: removal claim: 0 free, else claim_token() */
 };
 #define ZINC_EXT_OFFSET 64
 #define ZINC_EXT_MAGIC 0x31434E495A42494CULL /* "LIBZINC1" */
+_Static_assert(ZINC_EXT_OFFSET + __builtin_offsetof(struct zinc_ext, claim) == 80,
+	       "claim at 80");
 
 /*
  * Open-file-description locks on the shm object (the kernel drops them when
- * a process dies, so crashes count as closes):
+ * a process dies, so crashes count as closes).  Nothing ever waits for one:
+ * a reader of the object can hold read locks on any byte.
  *   LOCK_HANDLE: every counting handle holds a read lock;
- *   LOCK_OWNER:  the creator's handle holds a write lock;
- *   LOCK_REMOVE: serialises "am I last? then unlink" decisions.
+ *   LOCK_OWNER:  the creator's handle holds a write lock (a reader's read
+ *                lock cannot pass for it);
+ *   LOCK_CLAIM:  the holder of ext->claim holds a write lock while it can
+ *                (proof that the claimer lives).
  */
-enum { LOCK_HANDLE = 0, LOCK_OWNER = 1, LOCK_REMOVE = 2 };
+enum { LOCK_HANDLE = 0, LOCK_OWNER = 1, LOCK_CLAIM = 2 };
 
 struct zinc_region {
 	int fd;
@@ -55,5 +62,9 @@ static inline uint16_t zinc__flags(const struct zinc_region *r)
 
 /* Wake every waiter on the region's futex word (shared futex). */
 void zinc__wake_all(uint32_t *word);
+
+/* The region lost its name: set ZINC_FLAG_REMOVED, then (once) bump the
+ * counter and wake every waiter, who return -EIDRM. */
+void zinc__mark_removed(struct zinc_header *hdr);
 
 #endif

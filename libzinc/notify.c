@@ -4,7 +4,8 @@
  *
  * No lost wake, no needless syscall: a waiter first announces itself
  * (ext->waiters++, seq_cst) and only then reads the counter; a notifier
- * first bumps the counter (seq_cst) and only then reads the waiter count.
+ * first bumps the counter (seq_cst) and only then reads the waiter count
+ * (and the handle counts, for zinc-core waiters: see zinc_notify).
  * One of the two always sees the other's store, and FUTEX_WAIT refuses to
  * sleep once the counter moved, so a wake is skipped only when nobody can
  * be asleep on the old value.
@@ -13,16 +14,30 @@
 #include <linux/futex.h>
 #include <sched.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
 
+/* A blocking wait looks at the object's link count this often. */
+#define SLICE_NS 1000000000u
+
 void zinc__wake_all(uint32_t *word)
 {
 	/* Shared (no FUTEX_PRIVATE_FLAG): waiters live in other processes. */
 	syscall(SYS_futex, word, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+}
+
+void zinc__mark_removed(struct zinc_header *hdr)
+{
+	uint16_t was = __atomic_fetch_or(&hdr->flags, ZINC_FLAG_REMOVED,
+					 __ATOMIC_SEQ_CST);
+	if (!(was & ZINC_FLAG_REMOVED)) {
+		__atomic_fetch_add(&hdr->notify_seq, 1, __ATOMIC_SEQ_CST);
+		zinc__wake_all(&hdr->notify_seq);
+	}
 }
 
 /* Sleep while *word == expected, until the absolute CLOCK_MONOTONIC
@@ -71,6 +86,20 @@ static int removed(zinc_region *r)
 	return zinc__flags(r) & ZINC_FLAG_REMOVED;
 }
 
+/*
+ * Asked by a wait that slept for a while without news: was the name
+ * removed by someone who does not set ZINC_FLAG_REMOVED (zinc-core's last
+ * close, a plain rm)?  Then mark it, so every libzinc handle learns at once.
+ */
+static int name_gone(zinc_region *r)
+{
+	struct stat st;
+	if (fstat(r->fd, &st) < 0 || st.st_nlink != 0)
+		return 0;
+	zinc__mark_removed(r->hdr);
+	return 1;
+}
+
 /* consume(), except that the counter bump which comes with the region's
  * removal is reported as -EIDRM, never as a notification: the remover sets
  * ZINC_FLAG_REMOVED before it bumps the counter, so whoever saw the bump
@@ -81,12 +110,23 @@ static int take(zinc_region *r, uint32_t *seen)
 	return rc == 0 && removed(r) ? -EIDRM : rc;
 }
 
+/*
+ * Wake if a libzinc waiter announced itself, or if a handle that is not
+ * libzinc's may be open (a zinc-core handle counts in ref_count but not in
+ * ext->handles, and its waiters never announce).  libzinc's open raises
+ * ref_count before handles and its close lowers handles first, so the
+ * transients err towards waking; a zinc-core open raised ref_count before
+ * its waiter read the counter, so if we read ref_count without that
+ * increment, the waiter reads our bump and does not sleep.
+ */
 void zinc_notify(zinc_region *r)
 {
 	if (!r)
 		return;
 	__atomic_fetch_add(seq_word(r), 1, __ATOMIC_SEQ_CST);
-	if (r->always_wake || __atomic_load_n(&r->ext->waiters, __ATOMIC_SEQ_CST))
+	if (r->always_wake || __atomic_load_n(&r->ext->waiters, __ATOMIC_SEQ_CST) ||
+	    __atomic_load_n(&r->hdr->ref_count, __ATOMIC_SEQ_CST) !=
+		    __atomic_load_n(&r->ext->handles, __ATOMIC_SEQ_CST))
 		zinc__wake_all(seq_word(r));
 }
 
@@ -173,14 +213,19 @@ int32_t zinc_wait(zinc_region *r, uint32_t timeout_ms)
 		rc = take(r, &seen);
 		if (rc != -EAGAIN)
 			break;
-		/* EINTR, EAGAIN and spurious wakes loop; the absolute deadline
+		/* Sleep in slices, to notice a name removed without the flag.
+		 * EINTR, EAGAIN and spurious wakes loop; the absolute deadline
 		 * keeps the total timeout exact across them. */
-		rc = futex_wait_until(seq_word(r), seen, forever ? NULL : &deadline);
+		struct timespec until;
+		deadline_after(&until, SLICE_NS);
+		int last_slice = !forever && !before(&until, &deadline);
+		rc = futex_wait_until(seq_word(r), seen, last_slice ? &deadline : &until);
 		if (rc == -ETIMEDOUT) {
 			int last = removed(r) ? -EIDRM : take(r, &seen);
-			if (last != -EAGAIN)
-				rc = last;
-			break;
+			if (last != -EAGAIN || name_gone(r))
+				rc = last != -EAGAIN ? last : -EIDRM;
+			if (rc != -ETIMEDOUT || last_slice)
+				break;
 		}
 	}
 	__atomic_fetch_sub(&r->ext->waiters, 1, __ATOMIC_SEQ_CST);

@@ -80,7 +80,8 @@ static void usage(FILE *f)
 "                           -f: a missing region is not an error\n"
 "  gc [-n|--dry-run] [-v]   remove stale regions (no open handle, owner dead)\n"
 "                           and unlocked regular files under region names that\n"
-"                           are not regions and were not modified for %d s;\n"
+"                           are not regions and were not modified for %d s\n"
+"                           (also .zinc-new.* files left by an interrupted resize);\n"
 "                           prints 'removed NAME: WHY' ('would remove' with -n);\n"
 "                           -v also prints 'kept NAME: WHY' for the others\n"
 "\n"
@@ -1069,39 +1070,40 @@ static int has_locks(int fd)
 	return 0;
 }
 
-/* Remove an object under a region name that is not a region, if it is an
- * unlocked regular file not modified for GC_MIN_AGE_S. */
-static int gc_invalid(const char *name, const char *reason, int dry, int verbose)
+/* Remove an object under a region name that is not a region (or, with
+ * name NULL, a leftover `shown` at path), if it is an unlocked regular file
+ * not modified for GC_MIN_AGE_S. */
+static int gc_file(const char *name, const char *shown, const char *path,
+		   const char *reason, int dry, int verbose)
 {
-	char path[PATH_MAX], why[400];
+	char why[400];
 	struct stat st, now_st;
-	object_path(name, path, sizeof(path));
 	if (lstat(path, &st) < 0)
-		return errno == ENOENT ? EXIT_OK : fail("gc", name, -errno);
+		return errno == ENOENT ? EXIT_OK : fail("gc", shown, -errno);
 	if (!S_ISREG(st.st_mode)) {
 		if (verbose) {
 			snprintf(why, sizeof(why), "%s, not removed by gc",
 				 type_name(st.st_mode));
-			report("kept", name, why);
+			report("kept", shown, why);
 		}
 		return EXIT_OK;
 	}
 	if (time(NULL) - st.st_mtime < GC_MIN_AGE_S) {
 		if (verbose) {
-			snprintf(why, sizeof(why), "not a region: %s; modified "
+			snprintf(why, sizeof(why), "%s; modified "
 				 "less than %d s ago", reason, GC_MIN_AGE_S);
-			report("kept", name, why);
+			report("kept", shown, why);
 		}
 		return EXIT_OK;
 	}
 	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0 && (errno == EACCES || errno == EPERM)) {
 		if (verbose)
-			report("kept", name, "permission denied");
+			report("kept", shown, "permission denied");
 		return EXIT_OK;
 	}
 	if (fd < 0)
-		return errno == ENOENT ? EXIT_OK : fail("gc", name, -errno);
+		return errno == ENOENT ? EXIT_OK : fail("gc", shown, -errno);
 	if (fstat(fd, &now_st) < 0 || now_st.st_ino != st.st_ino ||
 	    now_st.st_dev != st.st_dev) {
 		close(fd);
@@ -1109,16 +1111,16 @@ static int gc_invalid(const char *name, const char *reason, int dry, int verbose
 	}
 	if (has_locks(fd)) {
 		if (verbose) {
-			snprintf(why, sizeof(why), "not a region: %s; locked by "
+			snprintf(why, sizeof(why), "%s; locked by "
 				 "a process", reason);
-			report("kept", name, why);
+			report("kept", shown, why);
 		}
 		close(fd);
 		return EXIT_OK;
 	}
-	snprintf(why, sizeof(why), "not a region: %s; no locks", reason);
+	snprintf(why, sizeof(why), "%s; no locks", reason);
 	if (dry) {
-		report("would remove", name, why);
+		report("would remove", shown, why);
 		close(fd);
 		return EXIT_OK;
 	}
@@ -1127,13 +1129,40 @@ static int gc_invalid(const char *name, const char *reason, int dry, int verbose
 	 * change between our checks and its removal as small as we can. */
 	if (stat(path, &now_st) == 0 && now_st.st_ino == st.st_ino &&
 	    now_st.st_dev == st.st_dev) {
-		int rc = zinc_unlink(name);
+		int rc = name ? zinc_unlink(name) : unlink(path) < 0 ? -errno : 0;
 		if (rc && rc != -ENOENT)
-			status = fail("gc", name, rc);
+			status = fail("gc", shown, rc);
 		else if (fstat(fd, &now_st) == 0 && now_st.st_nlink == 0)
-			report("removed", name, why);
+			report("removed", shown, why);
 	}
 	close(fd);
+	return status;
+}
+
+/*
+ * A zinc_recreate that died between linking its new region under a
+ * temporary name and renaming it over the region's name left that name
+ * (.zinc-new.PID.N, no region name) behind.  A recreate in progress holds
+ * the new region's locks, so only unlocked leftovers go.
+ */
+static int gc_leftovers(int dry, int verbose)
+{
+	DIR *d = opendir(region_dir());
+	if (!d)
+		return EXIT_OK; /* collect() already reported it */
+	int status = EXIT_OK;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (strncmp(de->d_name, ".zinc-new.", 10))
+			continue;
+		char path[PATH_MAX];
+		snprintf(path, sizeof(path), "%s/%s", region_dir(), de->d_name);
+		int s = gc_file(NULL, de->d_name, path,
+				"a region left by an interrupted zinc_recreate", dry, verbose);
+		if (s && !status)
+			status = s;
+	}
+	closedir(d);
 	return status;
 }
 
@@ -1158,7 +1187,11 @@ static int cmd_gc(int argc, char **argv)
 		} else if (e->rc == 0) {
 			s = gc_region(e->name, dry, verbose);
 		} else if (not_a_region(e->rc)) {
-			s = gc_invalid(e->name, e->reason, dry, verbose);
+			char path[PATH_MAX];
+			object_path(e->name, path, sizeof(path));
+			char why[sizeof(e->reason) + 16];
+			snprintf(why, sizeof(why), "not a region: %s", e->reason);
+			s = gc_file(e->name, e->name, path, why, dry, verbose);
 		} else if (verbose) {
 			report("kept", e->name, e->reason); /* e.g. no permission */
 		}
@@ -1166,7 +1199,8 @@ static int cmd_gc(int argc, char **argv)
 			status = s;
 	}
 	free_entries(&es);
-	return status;
+	int s = gc_leftovers(dry, verbose);
+	return status ? status : s;
 }
 
 /* ---- main ---- */

@@ -490,6 +490,36 @@ def test_gc_objects_that_are_not_regions(zc):
     assert zc.ok("gc").stdout.startswith("removed locked: ")
 
 
+def test_gc_recreate_leftovers(zc):
+    """A zinc_recreate that died between linking its new region under a
+    temporary name and renaming it leaves .zinc-new.*: gc removes those that
+    are old and unlocked (a recreate in progress holds the locks)."""
+    d = zc.shm
+    gone, locked, young = (d / ".zinc-new.1.0", d / ".zinc-new.2.0",
+                           d / ".zinc-new.3.0")
+    for path in (gone, locked, young):
+        path.write_bytes(b"\0" * (2 * PAGE))
+    age(gone)
+    age(locked)
+    with open(locked, "r+b") as f:
+        fcntl.lockf(f, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, 1)
+        r = zc.ok("gc", "-n")
+        assert r.stdout.splitlines() == [
+            "would remove .zinc-new.1.0: a region left by an interrupted "
+            "zinc_recreate; no locks"]
+        assert gone.exists()
+        lines = zc.ok("gc", "-v").stdout.splitlines()
+        assert ("removed .zinc-new.1.0: a region left by an interrupted "
+                "zinc_recreate; no locks") in lines
+        assert any(ln.startswith("kept .zinc-new.2.0: ") and "locked by a process" in ln
+                   for ln in lines)
+        assert any(ln.startswith("kept .zinc-new.3.0: ") and "modified less" in ln
+                   for ln in lines)
+    assert not gone.exists() and locked.exists() and young.exists()
+    locked.unlink()
+    young.unlink()
+
+
 def test_gc_foreign_regions(zc):
     """Regions made by zinc-core have no locks: gc trusts the owner pid and
     removes them only when libzinc's close would (header count at 0)."""

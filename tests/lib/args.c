@@ -133,7 +133,7 @@ static void test_null_out(void)
 	CHECK_EQ(tu_hdr(r)->ref_count, 1);
 	/* Unknown open flags. */
 	zinc_region *o = JUNK;
-	CHECK_RC(zinc_open_ex("nullout", 0x2, &o), -EINVAL);
+	CHECK_RC(zinc_open_ex("nullout", 0x4, &o), -EINVAL);
 	CHECK(o == NULL);
 	o = JUNK;
 	CHECK_RC(zinc_open_ex("nullout", 0x80000000u, &o), -EINVAL);

@@ -6,16 +6,7 @@
  * memory, a region's every byte can be written even when the filesystem is
  * completely full (no SIGBUS).  Runs alone (mounts a tmpfs).
  */
-#include <sys/statvfs.h>
 #include "testutil.h"
-
-static uint64_t free_bytes(void)
-{
-	struct statvfs v;
-	if (statvfs(tu_dir, &v) < 0)
-		return 0;
-	return (uint64_t)v.f_bfree * v.f_frsize;
-}
 
 static void test_enospc(void)
 {
@@ -23,7 +14,7 @@ static void test_enospc(void)
 	zinc_region *small, *x = (zinc_region *)1;
 	CHECK_OK(zinc_create("small", 16 * page, &small));
 	memset(zinc_ptr(small), 0x5a, 16 * page);
-	uint64_t before = free_bytes();
+	uint64_t before = tu_free_bytes();
 	printf("  free after a 17-page region: %llu bytes\n",
 	       (unsigned long long)before);
 
@@ -31,13 +22,13 @@ static void test_enospc(void)
 	CHECK_RC(zinc_create("big", 2u << 20, &x), -ENOSPC);
 	CHECK(x == NULL);
 	CHECK(!tu_exists("big"));
-	CHECK_EQ(free_bytes(), before);
+	CHECK_EQ(tu_free_bytes(), before);
 	/* Just too big: the object would be one page more than what is
 	 * free, so fallocate fails part way; that part is given back. */
 	size_t cap = (size_t)(before / page) * page;
 	CHECK_RC(zinc_create("big", cap, &x), -ENOSPC);
 	CHECK(!tu_exists("big"));
-	CHECK_EQ(free_bytes(), before);
+	CHECK_EQ(tu_free_bytes(), before);
 	CHECK_EQ(tu_count_objects(), 1);
 
 	/* The existing region keeps working. */
@@ -51,14 +42,14 @@ static void test_enospc(void)
 
 	/* A region that fits exactly (object = all that is free). */
 	CHECK_OK(zinc_create("exact", cap - page, &x));
-	CHECK_EQ(free_bytes(), 0);
+	CHECK_EQ(tu_free_bytes(), 0);
 	memset(zinc_ptr(x), 1, cap - page);
 	zinc_region *y = (zinc_region *)1;
 	CHECK_RC(zinc_create("more", page, &y), -ENOSPC);
 	CHECK(y == NULL);
 	CHECK(!tu_exists("more"));
 	zinc_close(x);
-	CHECK_EQ(free_bytes(), before);
+	CHECK_EQ(tu_free_bytes(), before);
 	zinc_close(small);
 }
 
@@ -79,7 +70,7 @@ static void test_no_sigbus_when_full(void)
 		;
 	CHECK_EQ(errno, ENOSPC);
 	close(fd);
-	CHECK_EQ(free_bytes(), 0);
+	CHECK_EQ(tu_free_bytes(), 0);
 
 	pid_t pid = tu_fork();
 	if (pid == 0) {

@@ -7,8 +7,9 @@
  * region's futex word, and counts them in the handler.  A positive control
  * in the same child (zinc_watch, or a real waiter) proves the counter sees
  * the wakes that do happen.  Also: the waiter count returns to 0 after every
- * kind of wait, and ZINC_ALWAYS_WAKE makes notify always issue the wake
- * (which an unannounced, zinc-core-style raw futex waiter needs).
+ * kind of wait, ZINC_ALWAYS_WAKE makes notify always issue the wake, and a
+ * handle counted in the header's ref_count but not by libzinc (zinc-core's)
+ * makes notify wake by default.
  */
 #include <linux/audit.h>
 #include <linux/filter.h>
@@ -345,6 +346,44 @@ static void test_always_wake(void)
 	zinc_close(r);
 }
 
+/*
+ * A handle that is not libzinc's (zinc-core counts its handles in the
+ * header's ref_count only) makes every notify wake; libzinc's own handles,
+ * also one whose process was killed, do not.
+ */
+static void test_foreign_handle_wakes(void)
+{
+	zinc_region *r;
+	CHECK_OK(zinc_create("peer", tu_page(), &r));
+	uint32_t *refs = &tu_hdr(r)->ref_count;
+	CHECK_EQ(notify_counted("peer", NULL, 50), 0);
+	__atomic_fetch_add(refs, 1, __ATOMIC_SEQ_CST); /* a zinc-core open */
+	CHECK_EQ(notify_counted("peer", NULL, 50), 50);
+	__atomic_fetch_sub(refs, 1, __ATOMIC_SEQ_CST); /* its close */
+	CHECK_EQ(notify_counted("peer", NULL, 50), 0);
+
+	/* A libzinc handle killed with SIGKILL leaves both counts high (so
+	 * do the counting children above, which exit without closing). */
+	uint32_t before = *refs;
+	int ready[2];
+	tu_pipe(ready);
+	pid_t pid = tu_fork();
+	if (pid == 0) {
+		zinc_region *h;
+		CHECK_OK(zinc_open("peer", &h));
+		tu_put(ready[1], 'o');
+		pause();
+		_exit(0);
+	}
+	CHECK_GET(ready[0], 'o');
+	tu_kill(pid);
+	CHECK_EQ(*refs, before + 1);
+	CHECK_EQ(notify_counted("peer", NULL, 50), 0);
+	close(ready[0]);
+	close(ready[1]);
+	zinc_close(r);
+}
+
 int main(void)
 {
 	tu_init();
@@ -352,5 +391,6 @@ int main(void)
 	TU_RUN(test_wake_only_with_waiter);
 	TU_RUN(test_waiter_count_returns_to_zero);
 	TU_RUN(test_always_wake);
+	TU_RUN(test_foreign_handle_wakes);
 	return T_PASS;
 }

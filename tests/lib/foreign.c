@@ -53,13 +53,7 @@ static pid_t raw_waiter(const char *name)
 {
 	pid_t pid = tu_fork();
 	if (pid == 0) {
-		char p[PATH_MAX];
-		tu_path(name, p, sizeof(p));
-		int fd = open(p, O_RDWR | O_CLOEXEC);
-		CHECK_SYS(fd);
-		struct zinc_header *h = mmap(NULL, tu_page(), PROT_READ | PROT_WRITE,
-					     MAP_SHARED, fd, 0);
-		CHECK(h != MAP_FAILED);
+		struct zinc_header *h = tu_map_header(name);
 		uint32_t v = __atomic_load_n(&h->notify_seq, __ATOMIC_ACQUIRE);
 		struct timespec ts = { 20, 0 };
 		while (__atomic_load_n(&h->notify_seq, __ATOMIC_ACQUIRE) == v) {

@@ -201,6 +201,7 @@ static void test_version_strerror(void)
 	}
 	const int codes[] = { 0, -EEXIST, -ENOENT, -EINVAL, -EPERM, -EAGAIN,
 			      -EBADMSG, -ETIMEDOUT, -ENOSPC, -EIDRM, -ENOMEM,
+			      -EBUSY,
 			      INT32_MIN, INT32_MAX, INT32_MIN + 1 };
 	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
 		CHECK(zinc_strerror(codes[i]) && *zinc_strerror(codes[i]));
@@ -209,6 +210,8 @@ static void test_version_strerror(void)
 	CHECK(strcmp(zinc_strerror(-EIDRM), zinc_strerror(-ETIMEDOUT)) != 0);
 	CHECK(strcmp(zinc_strerror(-EBADMSG), zinc_strerror(-EINVAL)) != 0);
 	CHECK(strcmp(zinc_strerror(-ENOSPC), zinc_strerror(-EAGAIN)) != 0);
+	CHECK(strcmp(zinc_strerror(-EBUSY), zinc_strerror(-EAGAIN)) != 0);
+	CHECK(strstr(zinc_strerror(-EBUSY), "removed") != NULL);
 }
 
 static int count_cb(const char *name, void *arg)

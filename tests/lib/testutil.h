@@ -16,7 +16,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <grp.h>
 #include <poll.h>
+#include <pwd.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -27,6 +29,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -272,6 +275,14 @@ static __attribute__((unused)) int tu_mount_tmpfs(const char *size)
 	return 0;
 }
 
+/* Free bytes of the region directory's filesystem. */
+static __attribute__((unused)) uint64_t tu_free_bytes(void)
+{
+	struct statvfs v;
+	CHECK_SYS(statvfs(tu_dir, &v));
+	return (uint64_t)v.f_bfree * v.f_frsize;
+}
+
 /* snprintf that fails the test instead of truncating. */
 #define TU_FMT(buf, len, ...)                                                  \
 	do {                                                                   \
@@ -383,6 +394,20 @@ static __attribute__((unused)) int tu_make_object(const char *name,
 	return fd;
 }
 
+/* Map NAME's header page read-write by hand, as zinc-core does. */
+static __attribute__((unused)) struct zinc_header *tu_map_header(const char *name)
+{
+	char p[PATH_MAX];
+	tu_path(name, p, sizeof(p));
+	int fd = open(p, O_RDWR | O_CLOEXEC);
+	CHECK_SYS(fd);
+	struct zinc_header *h = mmap(NULL, tu_page(), PROT_READ | PROT_WRITE,
+				     MAP_SHARED, fd, 0);
+	CHECK(h != MAP_FAILED);
+	close(fd);
+	return h;
+}
+
 /* A valid v2 header for an object of `size` bytes (capacity size - page). */
 static __attribute__((unused)) struct zinc_header tu_header(const char *name,
 							   size_t size,
@@ -441,6 +466,22 @@ static __attribute__((unused)) int tu_wait_exit(pid_t pid, int ms)
 }
 
 #define CHECK_CHILD_OK(pid) CHECK_EQ(tu_wait_exit((pid), 30000), 0)
+
+/* In a child: become user "nobody" (another user than the test's), or skip
+ * the check (return 0) when not root.  1 once switched. */
+static __attribute__((unused)) int tu_become_nobody(void)
+{
+	if (geteuid() != 0)
+		return 0;
+	struct passwd *pw = getpwnam("nobody");
+	uid_t uid = pw ? pw->pw_uid : 65534;
+	gid_t gid = pw ? pw->pw_gid : 65534;
+	CHECK_SYS(setgroups(0, NULL));
+	CHECK_SYS(setresgid(gid, gid, gid));
+	CHECK_SYS(setresuid(uid, uid, uid));
+	CHECK_EQ(geteuid(), uid);
+	return 1;
+}
 
 /* SIGKILL and reap. */
 static __attribute__((unused)) void tu_kill(pid_t pid)
