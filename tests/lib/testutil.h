@@ -401,7 +401,7 @@ static __attribute__((unused)) struct zinc_header *tu_map_header(const char *nam
 	tu_path(name, p, sizeof(p));
 	int fd = open(p, O_RDWR | O_CLOEXEC);
 	CHECK_SYS(fd);
-	struct zinc_header *h = mmap(NULL, tu_page(), PROT_READ | PROT_WRITE,
+	struct zinc_header *h = (struct zinc_header *)mmap(NULL, tu_page(), PROT_READ | PROT_WRITE,
 				     MAP_SHARED, fd, 0);
 	CHECK(h != MAP_FAILED);
 	close(fd);
