@@ -16,6 +16,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* zinc's header also defines the unprefixed MAGIC and VERSION and includes
+ * <stdarg.h>, <stdbool.h> and <stdlib.h>.  Those names clash with other
+ * code, so they come only on request: define ZINC_CORE_COMPAT_MACROS before
+ * including this header to build code that relies on them. */
+#ifdef ZINC_CORE_COMPAT_MACROS
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#define MAGIC ZINC_MAGIC
+#define VERSION ZINC_FORMAT_VERSION
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -30,6 +42,12 @@ extern "C" {
  * the process that opened it: a child forked without exec must open its own
  * (it shares the parent's locks), and handles close on exec. */
 typedef struct zinc_region zinc_region;
+
+/* zinc's own header calls the handle ZincHandle (a `void *` there).  Here it
+ * is the same pointer, typed: code written against zinc's header, such as
+ * `ZincHandle h = nullptr; zinc_create(name, cap, &h)` in zinc's C++ and Go
+ * adapters, builds unchanged and the ABI is the same. */
+typedef zinc_region *ZincHandle;
 
 #define ZINC_NAME_MAX 250            /* bytes of [A-Za-z0-9_-] */
 #define ZINC_OBJECT_PREFIX "zinc_"   /* object name = prefix + NAME */
@@ -55,17 +73,29 @@ struct zinc_header {
 	uint64_t ring_tail;  /* reserved by zinc, 0 */
 };
 
-_Static_assert(sizeof(struct zinc_header) == 64, "zinc header is 64 bytes");
-_Static_assert(offsetof(struct zinc_header, version) == 8, "version at 8");
-_Static_assert(offsetof(struct zinc_header, flags) == 10, "flags at 10");
-_Static_assert(offsetof(struct zinc_header, notify_seq) == 12, "seq at 12");
-_Static_assert(offsetof(struct zinc_header, capacity) == 16, "capacity at 16");
-_Static_assert(offsetof(struct zinc_header, ref_count) == 24, "ref_count at 24");
-_Static_assert(offsetof(struct zinc_header, owner_pid) == 28, "owner_pid at 28");
-_Static_assert(offsetof(struct zinc_header, created_at) == 32, "created_at at 32");
-_Static_assert(offsetof(struct zinc_header, name_hash) == 40, "name_hash at 40");
-_Static_assert(offsetof(struct zinc_header, ring_head) == 48, "ring_head at 48");
-_Static_assert(offsetof(struct zinc_header, ring_tail) == 56, "ring_tail at 56");
+/* Layout checks, in every language mode the header supports: static_assert
+ * in C++, _Static_assert in C11 and later, a negative array size in C99. */
+#if defined(__cplusplus)
+#define ZINC_ASSERT_LAYOUT_(c, msg) static_assert(c, msg)
+#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+#define ZINC_ASSERT_LAYOUT_(c, msg) _Static_assert(c, msg)
+#else
+#define ZINC_ASSERT_LAYOUT_(c, msg) \
+	typedef char zinc_layout_check_[(c) ? 1 : -1]
+#endif
+ZINC_ASSERT_LAYOUT_(sizeof(struct zinc_header) == 64 &&
+		    offsetof(struct zinc_header, version) == 8 &&
+		    offsetof(struct zinc_header, flags) == 10 &&
+		    offsetof(struct zinc_header, notify_seq) == 12 &&
+		    offsetof(struct zinc_header, capacity) == 16 &&
+		    offsetof(struct zinc_header, ref_count) == 24 &&
+		    offsetof(struct zinc_header, owner_pid) == 28 &&
+		    offsetof(struct zinc_header, created_at) == 32 &&
+		    offsetof(struct zinc_header, name_hash) == 40 &&
+		    offsetof(struct zinc_header, ring_head) == 48 &&
+		    offsetof(struct zinc_header, ring_tail) == 56,
+		    "struct zinc_header is zinc-core's 64-byte layout");
+#undef ZINC_ASSERT_LAYOUT_
 
 /* flags: the region's name was removed (unlinked or replaced). */
 #define ZINC_FLAG_REMOVED 0x0001

@@ -401,7 +401,7 @@ static __attribute__((unused)) struct zinc_header *tu_map_header(const char *nam
 	tu_path(name, p, sizeof(p));
 	int fd = open(p, O_RDWR | O_CLOEXEC);
 	CHECK_SYS(fd);
-	struct zinc_header *h = mmap(NULL, tu_page(), PROT_READ | PROT_WRITE,
+	struct zinc_header *h = (struct zinc_header *)mmap(NULL, tu_page(), PROT_READ | PROT_WRITE,
 				     MAP_SHARED, fd, 0);
 	CHECK(h != MAP_FAILED);
 	close(fd);
@@ -581,7 +581,7 @@ struct tu_waiter {
 
 static __attribute__((unused)) void *tu_waiter_main(void *arg)
 {
-	struct tu_waiter *w = arg;
+	struct tu_waiter *w = (struct tu_waiter *)arg; /* also C++ */
 	__atomic_store_n(&w->tid, tu_gettid(), __ATOMIC_RELEASE);
 	int64_t t0 = tu_now_ms();
 	w->rc = zinc_wait(w->r, w->timeout);

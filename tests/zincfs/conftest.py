@@ -47,6 +47,7 @@ def _build_dir():
 BUILD = _build_dir()
 ZINCFS = BUILD / "zincfs" / "zincfs"
 HELPER = BUILD / "tests" / "helpers" / "zinc-helper"
+PEER = BUILD / "tests" / "helpers" / "zinc-core-peer"  # a zinc-core handle
 PRODUCER = BUILD / "libzinc" / "zinc-producer"
 CONSUMER = BUILD / "libzinc" / "zinc-consumer"
 WRAPPER = shlex.split(os.environ.get("ZINCFS_WRAPPER", ""))
@@ -322,11 +323,12 @@ class ZincError(Exception):
 
 
 class Zinc:
-    """A zinc-helper process: one libzinc handle driven over a pipe."""
+    """A zinc-helper process: one libzinc handle driven over a pipe (or, with
+    prog=PEER, a zinc-core-peer process: one zinc-core handle)."""
 
-    def __init__(self, zfs):
+    def __init__(self, zfs, prog=HELPER):
         self.zfs = zfs
-        self.p = zfs.spawn([str(HELPER)], stdin=subprocess.PIPE,
+        self.p = zfs.spawn([str(prog)], stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, stderr=None)
         self.pid = self.p.pid
         self._buf = b""
@@ -535,6 +537,10 @@ class ZincFS:
 
     def zinc(self):
         return Zinc(self)
+
+    def peer(self):
+        """A process holding a zinc-core handle (tests/helpers/zinc-core-peer.c)."""
+        return Zinc(self, PEER)
 
     def sh(self, script, timeout=10, user=None, **kw):
         """Run a shell snippet in the mount directory."""
