@@ -35,6 +35,7 @@ done
 ZINC_PACKAGES+=(clang libclang-rt-dev)
 ensure_packages
 ensure_fuse
+ensure_fusectl # the zincfs fuzzer aborts a wedged connection there
 
 BUILD=build-fuzz
 ART=$ROOT/$BUILD/artifacts

@@ -124,3 +124,62 @@ int cred_may_open(int fd, int acc, dev_t dev, ino_t ino)
 	close(nfd);
 	return rc;
 }
+
+/* Open files per user: a few users hold files at a time, so a small array. */
+static struct user_files { uid_t uid; size_t n; } *users;
+static size_t nusers, users_cap;
+static pthread_mutex_t users_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int files_counted(uid_t uid)
+{
+	return uid != 0 && uid != getuid();
+}
+
+int cred_files_take(uid_t uid)
+{
+	if (!files_counted(uid))
+		return 0;
+	int rc = 0;
+	size_t i;
+	pthread_mutex_lock(&users_lock);
+	for (i = 0; i < nusers && users[i].uid != uid; i++)
+		;
+	if (i == nusers) {
+		if (nusers == users_cap) {
+			size_t cap = users_cap ? 2 * users_cap : 16;
+			struct user_files *u = realloc(users, cap * sizeof(*u));
+			if (!u) {
+				rc = -ENOMEM;
+				goto out;
+			}
+			users = u;
+			users_cap = cap;
+		}
+		users[nusers++] = (struct user_files){ uid, 0 };
+	}
+	if (users[i].n >= zfs_cfg.user_files) {
+		rc = -EMFILE;
+		log_warn("uid %u holds %zu open files, the most one user may "
+			 "(-o user_files): refused another", (unsigned)uid, users[i].n);
+	} else {
+		users[i].n++;
+	}
+out:
+	pthread_mutex_unlock(&users_lock);
+	return rc;
+}
+
+void cred_files_give(uid_t uid)
+{
+	if (!files_counted(uid))
+		return;
+	pthread_mutex_lock(&users_lock);
+	for (size_t i = 0; i < nusers; i++) {
+		if (users[i].uid == uid) {
+			if (--users[i].n == 0)
+				users[i] = users[--nusers];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&users_lock);
+}

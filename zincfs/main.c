@@ -156,6 +156,7 @@ static void fuse_log_to_ours(enum fuse_log_level level, const char *fmt, va_list
 
 struct zfs_opts {
 	char *region_size;
+	char *user_files;
 	char *shm_dir;
 	char *pos[3];
 	int npos;
@@ -166,6 +167,7 @@ enum { KEY_IGNORE };
 static const struct fuse_opt zfs_opt_spec[] = {
 	{ "region_size=%s", offsetof(struct zfs_opts, region_size), 0 },
 	{ "shm_dir=%s", offsetof(struct zfs_opts, shm_dir), 0 },
+	{ "user_files=%s", offsetof(struct zfs_opts, user_files), 0 },
 	/* fstab/systemd/mount(8) options with no meaning here */
 	FUSE_OPT_KEY("_netdev", KEY_IGNORE),
 	FUSE_OPT_KEY("nofail", KEY_IGNORE),
@@ -226,6 +228,8 @@ static void usage(const char *prog)
 	       "                           (default: one page; K/M/G suffixes; page multiple)\n"
 	       "    -o shm_dir=DIR         directory holding the region objects\n"
 	       "                           (default: $ZINC_SHM_DIR or /dev/shm)\n"
+	       "    -o user_files=N        open files one user other than root may hold\n"
+	       "                           (default: a quarter of the file limit)\n"
 	       "    default_permissions is always on; _netdev, nofail, noauto, auto, user,\n"
 	       "    users, defaults, rw and x-systemd.* are accepted and ignored.\n\n",
 	       prog);
@@ -527,13 +531,19 @@ static void load_unwinder(void)
 	}
 }
 
-static void raise_fd_limit(void)
+/* The file limit, raised to its most: every region in use costs a file
+ * descriptor. */
+static rlim_t raise_fd_limit(void)
 {
 	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 1024;
+	if (rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			getrlimit(RLIMIT_NOFILE, &rl);
 	}
+	return rl.rlim_cur;
 }
 
 int main(int argc, char **argv)
@@ -605,7 +615,19 @@ int main(int argc, char **argv)
 		goto out_args;
 
 	zfs_guard_init();
-	raise_fd_limit();
+	/* No user holding files open takes more than a quarter of our file
+	 * descriptors: root and other users keep the rest. */
+	rlim_t nofile = raise_fd_limit();
+	zfs_cfg.user_files = nofile == RLIM_INFINITY || nofile / 4 > SIZE_MAX ? SIZE_MAX
+			     : nofile / 4 > 16 ? (size_t)(nofile / 4) : 16;
+	if (o.user_files) {
+		uint64_t n;
+		if (parse_size(o.user_files, &n) || n == 0 || n > SIZE_MAX) {
+			log_error("user_files=%s: must be a positive number", o.user_files);
+			goto out_args;
+		}
+		zfs_cfg.user_files = (size_t)n;
+	}
 	load_unwinder();
 
 	zfs_se = fuse_session_new(&args, &zfs_ops, sizeof(zfs_ops), NULL);
@@ -713,6 +735,7 @@ out_args:
 	fuse_opt_free_args(&args);
 	free(opts.mountpoint);
 	free(o.region_size);
+	free(o.user_files);
 	free(o.shm_dir);
 	for (int i = 0; i < o.npos && i < 3; i++)
 		free(o.pos[i]);

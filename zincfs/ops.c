@@ -69,9 +69,11 @@ static void free_plain(struct fh *h)
 }
 
 /* An open NAME.notify file. */
+/* An open data or .notify file (.wait files are struct wfile). */
 struct nfile {
 	struct fh fh; /* first */
-	int used;     /* wrote at least once */
+	uid_t uid;    /* the opener's (cred_files_take) */
+	int used;     /* .notify: wrote at least once */
 };
 
 static int data_direct_io; /* libfuse >= 3.16: direct_io with shared mmap */
@@ -293,6 +295,34 @@ static void zfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	}
 }
 
+/* Let go of an open file of ino: its count, its region, its state.  Its
+ * region (a reference, for a .notify file never written to), or NULL. */
+static struct region *file_closed(fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	int kind = INO_KIND(ino);
+	if (kind == K_WAIT) {
+		struct wfile *wf = (struct wfile *)(uintptr_t)fi->fh;
+		cred_files_give(wf->uid);
+		wfile_release(wf);
+		return NULL;
+	}
+	struct nfile *nf = (struct nfile *)(uintptr_t)fi->fh;
+	int notify = kind == K_NOTIFY && !nf->used;
+	cred_files_give(nf->uid);
+	fh_free(&nf->fh);
+	struct region *r = region_get(ino);
+	if (!r)
+		return NULL;
+	LOCK();
+	region_closed_locked(r, kind);
+	if (!notify) {
+		region_put_locked(r);
+		r = NULL;
+	}
+	UNLOCK();
+	return r;
+}
+
 static void zfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	if (ino == ROOT_INO) {
@@ -311,46 +341,39 @@ static void zfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		region_put(r);
 		return;
 	}
-	fi->keep_cache = 0;
-	fi->direct_io = 1;
-	if (kind == K_DATA) {
-		fi->direct_io = data_direct_io;
-		LOCK();
-		region_opened_locked(r, K_DATA);
-		UNLOCK();
-	} else if (kind == K_NOTIFY) {
-		struct nfile *nf = calloc(1, sizeof(*nf));
-		if (!nf) {
-			fuse_reply_err(req, ENOMEM);
-			region_put(r);
-			return;
-		}
-		fh_add(&nf->fh, free_plain);
-		fi->fh = (uintptr_t)nf;
-		LOCK();
-		region_opened_locked(r, K_NOTIFY);
-		UNLOCK();
-	} else {
-		struct wfile *wf = wfile_open(r);
-		if (!wf) {
-			fuse_reply_err(req, ENOMEM);
-			region_put(r);
-			return;
-		}
-		fi->fh = (uintptr_t)wf;
+	uid_t uid = fuse_req_ctx(req)->uid;
+	rc = cred_files_take(uid);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		region_put(r);
+		return;
 	}
-	region_put(r); /* the open file keeps r */
-	if (fuse_reply_open(req, fi) != 0) {
-		/* The opener is gone (interrupted): no release will come. */
-		if (kind == K_WAIT) {
-			wfile_release((struct wfile *)(uintptr_t)fi->fh);
-		} else {
-			struct nfile *nf = (struct nfile *)(uintptr_t)fi->fh;
-			fh_free(nf ? &nf->fh : NULL);
+	fi->keep_cache = 0;
+	fi->direct_io = kind == K_DATA ? data_direct_io : 1;
+	if (kind == K_WAIT) {
+		struct wfile *wf = wfile_open(r);
+		if (wf)
+			wf->uid = uid;
+		fi->fh = (uintptr_t)wf;
+	} else {
+		struct nfile *nf = calloc(1, sizeof(*nf));
+		if (nf) {
+			nf->uid = uid;
+			fh_add(&nf->fh, free_plain);
 			LOCK();
-			region_closed_locked(r, kind);
+			region_opened_locked(r, kind);
 			UNLOCK();
 		}
+		fi->fh = (uintptr_t)nf;
+	}
+	region_put(r); /* the open file keeps r */
+	if (!fi->fh) {
+		cred_files_give(uid);
+		fuse_reply_err(req, ENOMEM);
+	} else if (fuse_reply_open(req, fi) != 0) {
+		/* The opener is gone (interrupted): no release will come. */
+		if ((r = file_closed(ino, fi)))
+			region_put(r);
 	}
 	return;
 denied:
@@ -361,12 +384,6 @@ denied:
 
 static void zfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	int kind = INO_KIND(ino);
-	if (kind == K_WAIT) {
-		wfile_release((struct wfile *)(uintptr_t)fi->fh);
-		fuse_reply_err(req, 0);
-		return;
-	}
 	/*
 	 * A write of zero bytes never reaches a FUSE daemon, so
 	 * `echo -n "" > X.notify` and `touch X.notify` are an open and a
@@ -374,21 +391,11 @@ static void zfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	 * at its last close (release; flush would count dup2+close of shell
 	 * redirections).
 	 */
-	struct nfile *nf = (struct nfile *)(uintptr_t)fi->fh; /* NULL for data */
-	int notify = nf && !nf->used;
-	fh_free(nf ? &nf->fh : NULL);
-	struct region *r = region_get(ino);
-	if (r) {
-		LOCK();
-		region_closed_locked(r, kind);
-		UNLOCK();
-		if (notify) {
-			notify_request(req, r, 0, 1); /* takes our ref, replies */
-			return;
-		}
-		region_put(r);
-	}
-	fuse_reply_err(req, 0);
+	struct region *r = file_closed(ino, fi);
+	if (r)
+		notify_request(req, r, 0, 1); /* takes our ref, replies */
+	else
+		fuse_reply_err(req, 0);
 }
 
 static void zfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -546,11 +553,21 @@ static void zfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 {
 	struct region *r;
 	struct fuse_entry_param e;
-	int rc = create_common(req, parent, name, mode, fi->flags, &r);
+	struct nfile *nf = calloc(1, sizeof(*nf));
+	int rc = nf ? cred_files_take(fuse_req_ctx(req)->uid) : -ENOMEM;
+	if (!rc) {
+		nf->uid = fuse_req_ctx(req)->uid;
+		rc = create_common(req, parent, name, mode, fi->flags, &r);
+		if (rc)
+			cred_files_give(nf->uid);
+	}
 	if (rc) {
+		free(nf);
 		fuse_reply_err(req, -rc);
 		return;
 	}
+	fh_add(&nf->fh, free_plain);
+	fi->fh = (uintptr_t)nf;
 	fill_entry(&e, r, K_DATA);
 	fi->keep_cache = 0;
 	fi->direct_io = data_direct_io;
@@ -562,8 +579,8 @@ static void zfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (fuse_reply_create(req, &e, fi) != 0) {
 		LOCK();
 		r->nlookup[K_DATA]--;
-		region_closed_locked(r, K_DATA);
 		UNLOCK();
+		file_closed(e.ino, fi); /* a data file: returns NULL */
 	}
 }
 

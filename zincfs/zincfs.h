@@ -22,6 +22,7 @@ struct zfs_config {
 	int debug;
 	size_t page;
 	const char *mountpoint; /* absolute, once mounted */
+	size_t user_files;      /* open files one user may hold (cred_files_take) */
 };
 extern struct zfs_config zfs_cfg;
 extern struct fuse_session *zfs_se;
@@ -178,6 +179,7 @@ void region_slot_ino(const char *name, fuse_ino_t *base);
 
 struct wfile {
 	struct region *r;
+	uid_t uid;              /* the opener's (cred_files_take) */
 	uint32_t cursor;
 	uint64_t gen;           /* r->seen_gen when the cursor was set */
 	char text[16];          /* the last answer, for readers of few bytes */
@@ -240,6 +242,12 @@ void cred_leave(struct cred_saved *s);
 /* Could the current fs identity open the object open as fd (dev/ino) with
  * access mode acc?  0 or -errno (-EACCES). */
 int cred_may_open(int fd, int acc, dev_t dev, ino_t ino);
+/* Count an open file of uid's: 0, or -EMFILE when uid (neither root nor
+ * the daemon's user) already holds zfs_cfg.user_files, -ENOMEM.  Each open
+ * region costs us a file descriptor: no user may take them all.
+ * cred_files_give() when the file is released. */
+int cred_files_take(uid_t uid);
+void cred_files_give(uid_t uid);
 
 /* ---- ops.c ---- */
 extern const struct fuse_lowlevel_ops zfs_ops;

@@ -44,9 +44,9 @@ for i in range(count):
 """
 
 
-def as_attacker(zfs, args, **kw):
+def as_attacker(zfs, args, uid=ATTACKER, **kw):
     """Start a process as the attacker (stdout piped)."""
-    return zfs.spawn(["setpriv", f"--reuid={ATTACKER}", f"--regid={ATTACKER}",
+    return zfs.spawn(["setpriv", f"--reuid={uid}", f"--regid={uid}",
                       "--clear-groups", *args], stdout=subprocess.PIPE, **kw)
 
 
@@ -135,15 +135,39 @@ sys.stdin.read()
 """
 
 
-def hold(zfs, what, n=0):
+def hold(zfs, what, n=0, uid=ATTACKER):
     p = as_attacker(zfs, [PYTHON, "-c", HOLD, str(zfs.mnt), what, str(n)],
-                    stdin=subprocess.PIPE)
+                    uid=uid, stdin=subprocess.PIPE)
     opened, errs = read_line(p, 30).split(" ", 1)
     return p, int(opened), eval(errs)  # a dict literal from our own script
 
 
 def release(p):
     assert finish(p)[0] == 0  # closes its stdin
+
+
+@pytest.mark.zincfs("allow_other", "user_files=10")
+def test_a_user_holds_at_most_user_files_open_files_and_others_are_served(zfs):
+    fd = os.open(zfs.path("pub"), os.O_RDWR | os.O_CREAT, 0o666)
+    os.fchmod(fd, 0o666)
+    files = ["pub", "pub.wait"] * 8  # one region: one fd of ours
+    p, opened, errs = hold(zfs, ",".join(files))
+    assert (opened, errs) == (10, {errno.EMFILE: 6})
+    # Another user and root are not counted with it.
+    q, opened2, errs2 = hold(zfs, ",".join(files[:10]), uid=ATTACKER + 1)
+    assert (opened2, errs2) == (10, {})
+    mine = [os.open(zfs.path("pub"), os.O_RDONLY) for _ in range(20)]
+    release(q)
+    release(p)
+    # The count follows the releases, which reach zincfs after close().
+    def served_again():
+        p, opened, errs = hold(zfs, ",".join(files[:10]))
+        release(p)
+        return opened == 10
+    wait_until(served_again, 10, "the user's files to be counted out")
+    for m in mine + [fd]:
+        os.close(m)
+    zfs.expect_log(r"uid \d+ holds 10 open files")
 
 
 def test_huge_sparse_objects_cost_zincfs_no_address_space(zfs):
