@@ -4,9 +4,9 @@
 # NEEDED libzinc_core.so (not libzinc.so.1) and runs with only a copy of
 # that one file on its library path, as zinc's adapters ship it.
 #
-# Usage: core-so.sh LIBDIR INCLUDE_DIR CC    (exit 0 pass, 1 fail)
+# Usage: core-so.sh LIBDIR INCLUDE_DIR CC [CFLAGS]   (exit 0 pass, 1 fail)
 set -u
-LIBDIR=$1 INC=$2 CC=$3
+LIBDIR=$1 INC=$2 CC=$3 CFLAGS=${4:-}
 T=$(mktemp -d) || exit 1
 trap 'rm -rf "$T"' EXIT
 fail() { echo "FAIL $*"; exit 1; }
@@ -34,7 +34,7 @@ int main(void)
 	return rc != 0;
 }
 SRC
-"$CC" -Wall -Wextra -Werror -I"$INC" -o "$T/prog" "$T/prog.c" -L"$LIBDIR" -lzinc_core ||
+"$CC" $CFLAGS -Wall -Wextra -Werror -I"$INC" -o "$T/prog" "$T/prog.c" -L"$LIBDIR" -lzinc_core ||
 	fail "cc prog.c -lzinc_core"
 needed=$(readelf -d "$T/prog" | sed -n 's/.*(NEEDED).*\[\(libzinc[^]]*\)\].*/\1/p')
 [ "$needed" = libzinc_core.so ] || fail "prog needs '$needed', not libzinc_core.so"
