@@ -48,6 +48,7 @@ import errno, mmap, os, sys
 mnt, name, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
 fd = os.open(f"{mnt}/{name}", os.O_RDONLY)
 m = mmap.mmap(fd, size, prot=mmap.PROT_READ)
+print("running", flush=True)
 try:
     while True:
         s = sum(m[off] for off in range(0, size, 4096))
@@ -61,6 +62,7 @@ except OSError as e:
 WAITER = r"""
 import errno, os, sys
 fd = os.open(sys.argv[1], os.O_RDONLY)
+print("running", flush=True)
 try:
     while True:
         os.read(fd, 64)
@@ -119,9 +121,9 @@ def kill_during_invalidation(zfs, rng):
     for n in ("r", "quiet"):
         os.close(os.open(zfs.path(n), os.O_CREAT | os.O_RDWR, 0o666))
     clients = start_clients(zfs)
-    w = clients[0]
-    line = w.stdout.readline().decode().strip()
-    assert line == "running", (line, w.stderr.read().decode())
+    for c in clients:  # each has its files open (a loaded machine starts them late)
+        line = c.stdout.readline().decode().strip()
+        assert line == "running", (line, c.stderr.read().decode())
     wait_blocked(clients[-1].pid, "fuse", path=zfs.path("quiet.wait"))
     time.sleep(rng.uniform(0.05, 0.4))  # let the writer/invalidation race run
     daemon = zfs.proc
