@@ -17,17 +17,20 @@ __thread int zfs_bus_ready;
 __thread int zfs_bus_patch;
 __thread int zfs_bus_faults;
 
+int zfs_guard_zero_page(const void *addr)
+{
+	uintptr_t page = (uintptr_t)addr & ~(uintptr_t)(zfs_cfg.page - 1);
+	return mmap((void *)page, zfs_cfg.page, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED ? -1 : 0;
+}
+
 static void on_sigbus(int sig, siginfo_t *si, void *ctx)
 {
 	(void)ctx;
-	if (zfs_bus_patch) {
-		/* PATCHED(): zeros over the faulting page, then carry on. */
-		uintptr_t page = (uintptr_t)si->si_addr & ~(uintptr_t)(zfs_cfg.page - 1);
-		if (mmap((void *)page, zfs_cfg.page, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED) {
-			zfs_bus_faults++;
-			return;
-		}
+	/* PATCHED(): zeros over the faulting page, then carry on. */
+	if (zfs_bus_patch && zfs_guard_zero_page(si->si_addr) == 0) {
+		zfs_bus_faults++;
+		return;
 	}
 	if (zfs_bus_jmp)
 		siglongjmp(*zfs_bus_jmp, 1);

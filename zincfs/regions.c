@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -250,10 +251,15 @@ static void close_handle(zinc_region *h)
 	/* zinc_close touches the header page (the handle count, the waiter
 	 * count, the removed flag), which faults if the object was truncated
 	 * under us: PATCHED lets the close complete (the object is no region
-	 * any more, so its header has nothing to keep). */
+	 * any more, so its header has nothing to keep).  A truncation seen
+	 * beforehand is patched over at once, without a fault (which valgrind,
+	 * for one, cannot resume from). */
 	int faults;
+	struct stat st;
 	if (!h)
 		return;
+	if (fstat(zinc_fd(h), &st) == 0 && st.st_size < (off_t)zfs_cfg.page)
+		zfs_guard_zero_page(zinc_futex_word(h));
 	PATCHED(faults, zinc_close(h));
 	(void)faults;
 }

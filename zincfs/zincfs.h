@@ -44,6 +44,8 @@ extern __thread sigjmp_buf *zfs_bus_jmp;
 extern __thread int zfs_bus_ready;
 void zfs_guard_init(void);
 void zfs_guard_thread(void);
+/* Map private zeros over the page holding addr: 0 or -1. */
+int zfs_guard_zero_page(const void *addr);
 /* Run `body`; if it faults with SIGBUS, run `onfault` instead of dying.
  * Variables the body changes and `onfault` reads must be volatile. */
 #define GUARDED(body, onfault)                                          \

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import PAGE, SLOW, finish, mountinfo_has, read_line, run, wait_until
+from conftest import PAGE, SLOW, finish, mountinfo_has, read_line, run, wait_until, WRAPPER
 
 ATTACKER = 4243
 PYTHON = "/usr/bin/python3"
@@ -205,7 +205,8 @@ def test_looking_up_many_regions_costs_a_bounded_number_of_fds(zfs):
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     pid = zfs.proc.pid
-    assert nofile_limits(pid) == (hard, hard)
+    if not WRAPPER:  # valgrind emulates setrlimit: /proc shows its own limit
+        assert nofile_limits(pid) == (hard, hard)
     base = nfds(pid)
     # 512 fds for zincfs: the old zincfs kept one per region looked up.
     run(["prlimit", f"--pid={pid}", "--nofile=512:512"]).check_returncode()
