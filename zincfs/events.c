@@ -9,6 +9,10 @@
  *   -NAME\n       NAME went away (one field: a region named "-x" that
  *                 moved gives "-x SEQ")
  *
+ * A file tells only of regions its opener may read (their mode, as the
+ * mount's default_permissions checks it), looked at when a region first
+ * appears to it.
+ *
  * While one .events file is open every region of the directory is watched
  * (r->ev_watch, its slot set in `live`).  An open file keeps two bitmaps
  * indexed by region slot: `known` (regions it has been told exist: those
@@ -36,10 +40,17 @@ struct epending {
 	struct epending *next;
 };
 
+#define NGROUPS 64
+
 struct efile {
-	uid_t uid;
+	uid_t uid;              /* the opener's: counted (cred_files_take) and */
+	gid_t gid, groups[NGROUPS]; /* shown only regions it may read */
+	int ngroups;
 	size_t words;           /* of each bitmap, >= nwords */
-	uint64_t *known, *dirty;
+	/* known, dirty; checked: a region not known yet was looked at (by
+	 * slot, until a new region takes the slot), hidden: and the opener
+	 * may not read it, so it never hears of it (as for NAME.wait). */
+	uint64_t *known, *dirty, *checked, *hidden;
 	char line[ZINC_NAME_MAX + 16]; /* the rest of a line a short read cut */
 	size_t line_off, line_len;
 	struct fuse_pollhandle *ph;
@@ -62,6 +73,46 @@ int events_active_locked(void)
 	return nopen > 0;
 }
 
+static void bitmaps_set(struct efile *ef, uint64_t *block, size_t n)
+{
+	ef->known = block;
+	ef->dirty = block + n;
+	ef->checked = block + 2 * n;
+	ef->hidden = block + 3 * n;
+	ef->words = n;
+}
+
+/* May ef's opener read r (r->h open)?  The mount checks every open against
+ * the mode it shows (default_permissions); .events lines follow it. */
+static int may_read(const struct efile *ef, struct region *r)
+{
+	struct stat st;
+	if (ef->uid == 0)
+		return 1;
+	if (fstat(zinc_fd(r->h), &st) < 0)
+		return 0;
+	if (st.st_uid == ef->uid)
+		return (st.st_mode & 0400) != 0;
+	int member = st.st_gid == ef->gid;
+	for (int i = 0; i < ef->ngroups && !member; i++)
+		member = st.st_gid == ef->groups[i];
+	return (st.st_mode & (member ? 0040 : 0004)) != 0;
+}
+
+/* Look at the regions ef has not been told about yet (locked). */
+static void check_new(struct efile *ef)
+{
+	for (size_t w = 0; w < nwords; w++) {
+		uint64_t bits = live[w] & ~ef->known[w] & ~ef->checked[w];
+		for (; bits; bits &= bits - 1) {
+			uint64_t s = w * 64 + (uint64_t)__builtin_ctzll(bits);
+			ef->checked[w] |= BIT(s);
+			if (!may_read(ef, region_at_slot_locked(s)))
+				ef->hidden[w] |= BIT(s);
+		}
+	}
+}
+
 /* Room for slot s in every bitmap (locked): 0 or -ENOMEM. */
 static int grow_locked(uint64_t s)
 {
@@ -74,15 +125,15 @@ static int grow_locked(uint64_t s)
 	for (struct efile *ef = efiles; ef; ef = ef->next) {
 		if (ef->words >= n)
 			continue;
-		uint64_t *k = calloc(2 * n, sizeof(*k));
+		uint64_t *k = calloc(4 * n, sizeof(*k));
 		if (!k)
 			return -ENOMEM;
 		memcpy(k, ef->known, ef->words * sizeof(*k));
 		memcpy(k + n, ef->dirty, ef->words * sizeof(*k));
-		free(ef->known); /* dirty is in the same block */
-		ef->known = k;
-		ef->dirty = k + n;
-		ef->words = n;
+		memcpy(k + 2 * n, ef->checked, ef->words * sizeof(*k));
+		memcpy(k + 3 * n, ef->hidden, ef->words * sizeof(*k));
+		free(ef->known); /* the others are in the same block */
+		bitmaps_set(ef, k, n);
 	}
 	uint64_t *l = realloc(live, n * sizeof(*l));
 	if (!l)
@@ -107,13 +158,14 @@ static int line_for(const struct efile *ef, const struct region *r, int removed,
 static uint64_t due(const struct efile *ef, size_t w, int pass)
 {
 	uint64_t l = w < nwords ? live[w] : 0, k = ef->known[w];
-	return pass == 0 ? k & ~l : (l & ~k) | (l & k & ef->dirty[w]);
+	return pass == 0 ? k & ~l : (l & ~k & ~ef->hidden[w]) | (l & k & ef->dirty[w]);
 }
 
-static int ready(const struct efile *ef)
+static int ready(struct efile *ef)
 {
 	if (ef->line_off < ef->line_len)
 		return 1;
+	check_new(ef);
 	for (size_t w = 0; w < ef->words; w++)
 		if (due(ef, w, 0) | due(ef, w, 1))
 			return 1;
@@ -127,6 +179,7 @@ static int ready(const struct efile *ef)
 static size_t fill(struct efile *ef, char *buf, size_t size)
 {
 	size_t n = 0;
+	check_new(ef);
 	if (ef->line_off < ef->line_len) {
 		n = ef->line_len - ef->line_off;
 		if (n > size)
@@ -219,6 +272,10 @@ void events_adopt_locked(struct region *r)
 	}
 	r->ev_watch = 1;
 	live[r->slot / 64] |= BIT(r->slot);
+	for (struct efile *ef = efiles; ef; ef = ef->next) { /* a new region */
+		ef->checked[r->slot / 64] &= ~BIT(r->slot);
+		ef->hidden[r->slot / 64] &= ~BIT(r->slot);
+	}
 	watch_update_locked(r);
 	wake_all_locked(); /* a + line for every open file */
 }
@@ -294,12 +351,16 @@ void events_rescan(void)
 	pthread_mutex_unlock(&scan_lock);
 }
 
-struct efile *events_open(uid_t uid)
+struct efile *events_open(fuse_req_t req)
 {
 	struct efile *ef = calloc(1, sizeof(*ef));
 	if (!ef)
 		return NULL;
-	ef->uid = uid;
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	ef->uid = ctx->uid;
+	ef->gid = ctx->gid;
+	int ng = fuse_req_getgroups(req, NGROUPS, ef->groups);
+	ef->ngroups = ng < 0 ? 0 : ng > NGROUPS ? NGROUPS : ng;
 	LOCK();
 	nopen++; /* from now on new regions are watched */
 	UNLOCK();
@@ -312,21 +373,30 @@ struct efile *events_open(uid_t uid)
 	LOCK();
 	scanned = 1;
 	size_t n = nwords ? nwords : 16;
-	ef->known = calloc(2 * n, sizeof(*ef->known));
-	if (!ef->known || grow_locked(0)) {
+	uint64_t *block = calloc(4 * n, sizeof(*block));
+	if (block)
+		bitmaps_set(ef, block, n);
+	if (!block || grow_locked(0)) {
 		UNLOCK();
 		pthread_mutex_unlock(&scan_lock);
 		events_release(ef); /* counts nopen down */
 		errno = ENOMEM;
 		return NULL;
 	}
-	ef->dirty = ef->known + n;
-	ef->words = n;
-	/* Its cursor starts now: the regions there are known. */
+	/* Its cursor starts now: the regions there (that it may read) are
+	 * known. */
 	for (size_t w = 0; w < nwords; w++) {
-		ef->known[w] = live[w];
-		for (uint64_t bits = live[w]; bits; bits &= bits - 1)
-			region_at_slot_locked(w * 64 + (uint64_t)__builtin_ctzll(bits))->ev_known++;
+		for (uint64_t bits = live[w]; bits; bits &= bits - 1) {
+			uint64_t s = w * 64 + (uint64_t)__builtin_ctzll(bits);
+			struct region *r = region_at_slot_locked(s);
+			ef->checked[w] |= BIT(s);
+			if (may_read(ef, r)) {
+				ef->known[w] |= BIT(s);
+				r->ev_known++;
+			} else {
+				ef->hidden[w] |= BIT(s);
+			}
+		}
 	}
 	ef->next = efiles;
 	if (efiles)

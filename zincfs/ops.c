@@ -366,7 +366,7 @@ static void events_file_open(fuse_req_t req, struct fuse_file_info *fi)
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	struct efile *ef = events_open(uid);
+	struct efile *ef = events_open(req);
 	if (!ef) {
 		cred_files_give(uid);
 		fuse_reply_err(req, errno);

@@ -222,8 +222,9 @@ void waiters_free_locked(struct region *r);
 
 struct efile;
 /* Open/release a .events file: watching every region starts with the
- * first open and stops after the last release.  NULL with errno. */
-struct efile *events_open(uid_t uid);
+ * first open and stops after the last release.  NULL with errno.  Its
+ * lines tell only of regions the caller of req may read. */
+struct efile *events_open(fuse_req_t req);
 uid_t events_release(struct efile *ef);
 void events_read(fuse_req_t req, struct efile *ef, size_t size, int nonblock);
 void events_poll(fuse_req_t req, struct efile *ef, struct fuse_pollhandle *ph);

@@ -25,8 +25,12 @@ WATCHERS = ["io_uring", "futex_waitv"]
 @pytest.fixture(params=WATCHERS)
 def watcher(request, zfs):
     """Run the test against either way of watching counters."""
+    started = zfs.env.get("ZINCFS_NO_IO_URING")  # as the daemon was started
     if request.param == "futex_waitv":
         zfs.env["ZINCFS_NO_IO_URING"] = "1"
+    else:
+        zfs.env.pop("ZINCFS_NO_IO_URING", None)
+    if zfs.env.get("ZINCFS_NO_IO_URING") != started:
         zfs.remount()
     return request.param
 
@@ -78,9 +82,9 @@ class Events:
         return out
 
 
-def make(zfs, *names):
+def make(zfs, *names, mode=0o644):
     for n in names:
-        os.close(os.open(zfs.path(n), os.O_CREAT | os.O_WRONLY, 0o644))
+        os.close(os.open(zfs.path(n), os.O_CREAT | os.O_WRONLY, mode))
 
 
 def notify_through_mount(zfs, name, times=1):
@@ -374,3 +378,29 @@ def test_events_opens_count_toward_user_files(zfs):
                         PY, "-c", code, str(zfs.mnt / ".events")],
                        capture_output=True, text=True, timeout=10 * SLOW)
     assert (r.returncode, r.stdout.strip()) == (0, str(errno.EMFILE)), r.stderr
+
+
+NOBODY_READER = r"""
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+print("open", flush=True)
+print(os.read(fd, 4096).decode().strip(), flush=True)
+"""
+
+
+@pytest.mark.zincfs("allow_other")
+def test_a_user_hears_only_of_regions_it_may_read(zfs):
+    make(zfs, "private", "public")
+    os.chmod(zfs.path("private"), 0o600)
+    os.chmod(zfs.path("public"), 0o644)
+    c = zfs.spawn(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                   PY, "-c", NOBODY_READER, str(zfs.mnt / ".events")], **PIPES)
+    assert read_line(c) == "open"
+    wait_blocked(c.pid, "fuse")
+    make(zfs, "secret", mode=0o600)  # root's, made while nobody reads
+    notify_through_mount(zfs, "private", 3)
+    notify_through_mount(zfs, "secret")
+    notify_through_mount(zfs, "public", 2)
+    rc, out, err = finish(c)
+    # the reader may wake between the two writes to public
+    assert rc == 0 and out in ("public 1\n", "public 2\n"), (out, err)
