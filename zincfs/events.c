@@ -230,25 +230,57 @@ static size_t fill(struct efile *ef, char *buf, size_t size)
 	return n;
 }
 
-/* Answer ef's oldest deferred read (locked). */
-static void answer_locked(struct efile *ef)
+/* A reply held back until the lock is dropped (see waiters_publish_locked:
+ * a reader woken under the lock preempts us holding it, and its next read
+ * then waits for us). */
+struct ereply {
+	fuse_req_t req;
+	char *buf;
+	size_t len;
+};
+static __thread struct ereply later;
+
+static void send_reply(struct ereply *r)
+{
+	if (!r->buf)
+		fuse_reply_err(r->req, ENOMEM);
+	else
+		fuse_reply_buf(r->req, r->buf, r->len);
+	free(r->buf);
+}
+
+void events_send_later(void)
+{
+	if (later.req) {
+		struct ereply r = later;
+		later.req = NULL;
+		send_reply(&r);
+	}
+}
+
+/* Answer ef's oldest deferred read (locked); with defer, only after the
+ * caller drops the lock (events_send_later, from replies_send). */
+static void answer_locked(struct efile *ef, int defer)
 {
 	struct epending *p = ef->pending;
 	ef->pending = p->next;
-	char *buf = malloc(p->size);
-	if (!buf)
-		fuse_reply_err(p->req, ENOMEM);
-	else
-		fuse_reply_buf(p->req, buf, fill(ef, buf, p->size));
-	free(buf);
+	struct ereply r = { p->req, malloc(p->size ? p->size : 1), 0 };
+	if (r.buf)
+		r.len = fill(ef, r.buf, p->size);
 	free(p);
+	if (defer) {
+		events_send_later(); /* the one before: now, under the lock */
+		later = r;
+	} else {
+		send_reply(&r);
+	}
 }
 
 /* Lines may be due for ef (locked): answer its readers, wake its poller. */
-static void wake_locked(struct efile *ef)
+static void wake_locked(struct efile *ef, int defer)
 {
 	while (ef->pending && ready(ef))
-		answer_locked(ef);
+		answer_locked(ef, defer);
 	if (ef->ph && ready(ef)) {
 		fuse_lowlevel_notify_poll(ef->ph);
 		fuse_pollhandle_destroy(ef->ph);
@@ -259,7 +291,7 @@ static void wake_locked(struct efile *ef)
 static void wake_all_locked(void)
 {
 	for (struct efile *ef = efiles; ef; ef = ef->next)
-		wake_locked(ef);
+		wake_locked(ef, 0);
 }
 
 void events_adopt_locked(struct region *r)
@@ -288,7 +320,7 @@ void events_gone_locked(struct region *r)
 	live[r->slot / 64] &= ~BIT(r->slot);
 	for (struct efile *ef = efiles; ef; ef = ef->next)
 		if (ef->known[r->slot / 64] & BIT(r->slot))
-			wake_locked(ef);
+			wake_locked(ef, 0);
 }
 
 void events_moved_locked(struct region *r)
@@ -299,7 +331,7 @@ void events_moved_locked(struct region *r)
 	for (struct efile *ef = efiles; ef; ef = ef->next) {
 		if (ef->known[w] & BIT(r->slot)) {
 			ef->dirty[w] |= BIT(r->slot);
-			wake_locked(ef);
+			wake_locked(ef, 1); /* publish_locked's caller sends it */
 		} /* else its + line, still due, will carry the value */
 	}
 }

@@ -236,8 +236,11 @@ void events_adopt_locked(struct region *r);
 void events_name_appeared(const char *name);
 /* After an inotify overflow: adopt every region in the directory. */
 void events_rescan(void);
-/* r's counter value published (locked), r removed (locked). */
+/* r's counter value published (locked), r removed (locked).  A reply
+ * events_moved_locked() holds back goes out with events_send_later(),
+ * called by replies_send() after the lock is dropped. */
 void events_moved_locked(struct region *r);
+void events_send_later(void);
 void events_gone_locked(struct region *r);
 /* At exit: answer blocked readers with err (locked); free every open. */
 void events_fail_all_locked(int err);
