@@ -410,7 +410,11 @@ void region_gone_locked(struct region *r, const char *why)
 	log_info("region %s %s", r->name, why);
 	r->gone = 1;
 	hash_remove(r);
+	/* .events readers may read its removal at once: hold r meanwhile
+	 * (the last of them would free it). */
+	r->refs++;
 	events_gone_locked(r);
+	r->refs--;
 	watch_update_locked(r);
 	/* The entry thread drops the kernel's entries, then fails the waiters
 	 * with EIDRM: a reader that saw EIDRM finds the names gone. */

@@ -11,6 +11,9 @@
  *   page cache first when it may hold anything (needs_inval_locked), then
  *   publish the value to .wait readers and pollers.
  *   One group exists per 127 watched regions, never one thread per region.
+ *   Where io_uring has futex waits (Linux 6.7+), uring.c's one thread
+ *   waits on every counter instead and no group is started; both look at
+ *   a counter with watch_look_locked() and finish with watch_event_finish().
  *
  * - the control thread: inotify on the region directory (regions made or
  *   removed by anyone appear/disappear at once), our mount's presence in
