@@ -365,6 +365,16 @@ int uring_stop(void)
 	if (zfs_thread_join(tid, 2))
 		return -1;
 	LOCK();
+	/* Every stopped watch's wait should have been answered by now. */
+	int narms = 0, nlive = 0, nflight = 0;
+	for (struct uring_arm *a = all_arms; a; a = a->next) {
+		narms++;
+		nlive += a->r != NULL;
+		nflight += a->inflight && !a->r;
+	}
+	log_info("io_uring: %d waits at exit, %d of them for stopped watches",
+		 narms, nflight);
+	(void)nlive;
 	while (all_arms) {
 		struct uring_arm *a = all_arms;
 		if (a->r) {
