@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "zincfs.h"
 
@@ -63,6 +64,7 @@ static int nopen;             /* open .events files, counted before the scan */
 static int scanned;           /* the directory was scanned since nopen left 0 */
 static uint64_t *live;        /* slots of watched regions */
 static size_t nwords;
+static size_t nwatched;       /* regions with ev_watch */
 /* One scan at a time; an open returns only after the scan it needs. */
 static pthread_mutex_t scan_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -294,15 +296,32 @@ static void wake_all_locked(void)
 		wake_locked(ef, 0);
 }
 
+/* Regions watched for .events hold a file descriptor each, whoever made
+ * them: one open of .events must not take every descriptor zincfs has
+ * (a user can make shm objects until /dev/shm is full).  Half the limit. */
+static size_t watch_max(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 512;
+	return rl.rlim_cur == RLIM_INFINITY ? SIZE_MAX : (size_t)(rl.rlim_cur / 2);
+}
+
 void events_adopt_locked(struct region *r)
 {
 	if (!nopen || r->ev_watch || r->gone || !r->h)
 		return;
+	if (nwatched >= watch_max()) {
+		log_warn("region %s is not watched for .events: %zu regions are, half "
+			 "the file limit", r->name, nwatched);
+		return;
+	}
 	if (grow_locked(r->slot)) {
 		log_error("cannot watch region %s for .events: out of memory", r->name);
 		return;
 	}
 	r->ev_watch = 1;
+	nwatched++;
 	live[r->slot / 64] |= BIT(r->slot);
 	for (struct efile *ef = efiles; ef; ef = ef->next) { /* a new region */
 		ef->checked[r->slot / 64] &= ~BIT(r->slot);
@@ -317,6 +336,7 @@ void events_gone_locked(struct region *r)
 	if (!r->ev_watch)
 		return;
 	r->ev_watch = 0;
+	nwatched--;
 	live[r->slot / 64] &= ~BIT(r->slot);
 	for (struct efile *ef = efiles; ef; ef = ef->next)
 		if (ef->known[r->slot / 64] & BIT(r->slot))
@@ -448,6 +468,7 @@ static void deactivate_locked(void)
 		struct region *r = region_at_slot_locked(s);
 		if (r && r->ev_watch) {
 			r->ev_watch = 0;
+			nwatched--;
 			watch_update_locked(r);
 			region_maybe_free_locked(r);
 		}
@@ -596,7 +617,7 @@ void events_free_all(void)
 	}
 	free(live);
 	live = NULL;
-	nwords = 0;
+	nwords = nwatched = 0;
 	nopen = 0;
 	UNLOCK();
 }

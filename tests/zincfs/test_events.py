@@ -402,3 +402,22 @@ def test_a_user_hears_only_of_regions_it_may_read(zfs):
     rc, out, err = finish(c)
     # the reader may wake between the two writes to public
     assert rc == 0 and out in ("public 1\n", "public 2\n"), (out, err)
+
+
+def test_events_watch_at_most_half_the_file_limit(zfs):
+    """One open of .events must not take every file descriptor of zincfs:
+    it watches at most half of its file limit (a region it watches holds
+    one)."""
+    names = [f"h{i}" for i in range(200)]
+    make(zfs, *names)
+    r = subprocess.run(["prlimit", f"--pid={zfs.proc.pid}", "--nofile=256:256"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    zfs.expect_log(r"is not watched for \.events")
+    with Events(zfs) as ev:
+        for n in names:
+            notify_through_mount(zfs, n)
+        lines = ev.pending()
+        assert len(lines) == 128 and all(l.endswith(" 1") for l in lines), lines
+    assert "is not watched for .events: 128 regions are" in zfs.log()
+    assert os.stat(zfs.path(names[-1])).st_size == PAGE  # still served
