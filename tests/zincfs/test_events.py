@@ -421,3 +421,17 @@ def test_events_watch_at_most_half_the_file_limit(zfs):
         assert len(lines) == 128 and all(l.endswith(" 1") for l in lines), lines
     assert "is not watched for .events: 128 regions are" in zfs.log()
     assert os.stat(zfs.path(names[-1])).st_size == PAGE  # still served
+
+
+def test_region_truncated_underneath_reads_as_removed(zfs, watcher):
+    """An object truncated under a watched region (its counter page gone)
+    is no region any more: readers are told it went away, and zincfs goes
+    on watching the others."""
+    zfs.expect_log(r"warning: ignoring .*zinc_t: size changed under an open region")
+    make(zfs, "t", "ok")
+    with Events(zfs) as ev:
+        os.truncate(zfs.obj("t"), 0)
+        assert ev.line() == "-t"
+        notify_with_libzinc(zfs, ["ok"])
+        assert ev.line() == "ok 1"
+    assert zfs.proc.poll() is None
