@@ -690,10 +690,12 @@ int main(int argc, char **argv)
 	/* Nobody may be left waiting on a request we will never answer. */
 	LOCK();
 	waiters_fail_all_locked(ENOTCONN);
+	events_fail_all_locked(ENOTCONN);
 	UNLOCK();
 	int stuck = watcher_stop();
 	LOCK();
 	waiters_fail_all_locked(ENOTCONN);
+	events_fail_all_locked(ENOTCONN);
 	UNLOCK();
 	if (__atomic_load_n(&exit_requested, __ATOMIC_ACQUIRE)) {
 		/* Our mount is gone from our namespace: there is nothing to
@@ -720,6 +722,7 @@ int main(int argc, char **argv)
 	}
 	fuse_session_destroy(zfs_se);
 	ops_free_open_files();
+	events_free_all();
 	regions_close_all();
 	goto out_args;
 

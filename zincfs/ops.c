@@ -106,6 +106,20 @@ static int root_stat(struct stat *st)
 	return 0;
 }
 
+/* .events: read-only for all, owned like the directory. */
+static int events_stat(struct stat *st)
+{
+	int rc = root_stat(st);
+	if (rc)
+		return rc;
+	st->st_ino = EVENTS_INO;
+	st->st_mode = S_IFREG | 0444;
+	st->st_nlink = 1;
+	st->st_size = 0;
+	st->st_blocks = 0;
+	return 0;
+}
+
 /*
  * Handlers drop their ref on a region before they reply: the caller may act
  * on the reply at once, and a ref still held then would make its next
@@ -154,6 +168,17 @@ static void zfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	char base[ZINC_NAME_MAX + 1];
 	struct fuse_entry_param e;
 	struct region *r;
+	if (parent == ROOT_INO && strcmp(name, EVENTS_NAME) == 0) {
+		memset(&e, 0, sizeof(e));
+		e.ino = EVENTS_INO;
+		e.attr_timeout = e.entry_timeout = TIMEOUT;
+		int rc = events_stat(&e.attr);
+		if (rc)
+			fuse_reply_err(req, -rc);
+		else
+			fuse_reply_entry(req, &e);
+		return;
+	}
 	int kind = root_name(parent, name, base, ENOENT);
 	if (kind < 0) {
 		fuse_reply_err(req, -kind);
@@ -223,8 +248,8 @@ static void zfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 {
 	(void)fi;
 	struct stat st;
-	if (ino == ROOT_INO) {
-		int rc = root_stat(&st);
+	if (ino == ROOT_INO || ino == EVENTS_INO) {
+		int rc = ino == ROOT_INO ? root_stat(&st) : events_stat(&st);
 		if (rc)
 			fuse_reply_err(req, -rc);
 		else
@@ -266,7 +291,7 @@ static int set_data_attrs(struct region *r, struct stat *attr, int to_set,
 static void zfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 			int to_set, struct fuse_file_info *fi)
 {
-	if (ino == ROOT_INO) {
+	if (ino == ROOT_INO || ino == EVENTS_INO) {
 		fuse_reply_err(req, EPERM);
 		return;
 	}
@@ -300,6 +325,10 @@ static void zfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 static struct region *file_closed(fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	int kind = INO_KIND(ino);
+	if (ino == EVENTS_INO) {
+		cred_files_give(events_release((struct efile *)(uintptr_t)fi->fh));
+		return NULL;
+	}
 	if (kind == K_WAIT) {
 		struct wfile *wf = (struct wfile *)(uintptr_t)fi->fh;
 		cred_files_give(wf->uid);
@@ -323,10 +352,42 @@ static struct region *file_closed(fuse_ino_t ino, struct fuse_file_info *fi)
 	return r;
 }
 
+/* An open of .events: read-only, counted like every open file; the
+ * first one starts watching every region (events_open). */
+static void events_file_open(fuse_req_t req, struct fuse_file_info *fi)
+{
+	if ((fi->flags & O_ACCMODE) != O_RDONLY) {
+		fuse_reply_err(req, EACCES);
+		return;
+	}
+	uid_t uid = fuse_req_ctx(req)->uid;
+	int rc = cred_files_take(uid);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	struct efile *ef = events_open(req);
+	if (!ef) {
+		cred_files_give(uid);
+		fuse_reply_err(req, errno);
+		return;
+	}
+	fi->fh = (uintptr_t)ef;
+	fi->direct_io = 1;
+	fi->nonseekable = 1;
+	fi->keep_cache = 0;
+	if (fuse_reply_open(req, fi) != 0) /* the opener is gone */
+		file_closed(EVENTS_INO, fi);
+}
+
 static void zfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	if (ino == ROOT_INO) {
 		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	if (ino == EVENTS_INO) {
+		events_file_open(req, fi);
 		return;
 	}
 	struct region *r = region_or_estale(req, ino);
@@ -402,6 +463,11 @@ static void zfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
 	int kind = INO_KIND(ino);
+	if (ino == EVENTS_INO) {
+		events_read(req, (struct efile *)(uintptr_t)fi->fh, size,
+			    (fi->flags & O_NONBLOCK) != 0);
+		return;
+	}
 	if (kind == K_WAIT) {
 		wait_read(req, (struct wfile *)(uintptr_t)fi->fh, size,
 			  (fi->flags & O_NONBLOCK) != 0);
@@ -440,7 +506,7 @@ static void zfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
 		      off_t off, struct fuse_file_info *fi)
 {
 	int kind = INO_KIND(ino);
-	if (kind == K_WAIT) {
+	if (kind == K_WAIT || ino == EVENTS_INO) {
 		fuse_reply_err(req, EBADF);
 		return;
 	}
@@ -494,6 +560,10 @@ static void zfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 static void zfs_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 		     struct fuse_pollhandle *ph)
 {
+	if (ino == EVENTS_INO) {
+		events_poll(req, (struct efile *)(uintptr_t)fi->fh, ph);
+		return;
+	}
 	if (INO_KIND(ino) == K_WAIT) {
 		wait_poll(req, (struct wfile *)(uintptr_t)fi->fh, ph);
 		return;
@@ -612,6 +682,8 @@ static void zfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	char base[ZINC_NAME_MAX + 1];
 	int kind = root_name(parent, name, base, ENOENT);
+	if (parent == ROOT_INO && strcmp(name, EVENTS_NAME) == 0)
+		kind = K_NOTIFY; /* .events stays too */
 	if (kind < 0) {
 		fuse_reply_err(req, -kind);
 		return;
@@ -896,16 +968,20 @@ static void zfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	size_t total = 2 + 3 * l->n;
+	size_t total = 3 + 3 * l->n;
 	for (size_t i = off < 0 ? 0 : (size_t)off; i < total; i++) {
 		struct stat st = { 0 };
 		if (i < 2) {
 			snprintf(name, sizeof(name), "%s", i ? ".." : ".");
 			st.st_ino = ROOT_INO;
 			st.st_mode = S_IFDIR;
+		} else if (i == 2) {
+			snprintf(name, sizeof(name), "%s", EVENTS_NAME);
+			st.st_ino = EVENTS_INO;
+			st.st_mode = S_IFREG;
 		} else {
-			size_t e = (i - 2) / 3;
-			int kind = (int)((i - 2) % 3);
+			size_t e = (i - 3) / 3;
+			int kind = (int)((i - 3) % 3);
 			snprintf(name, sizeof(name), "%s%s", l->names + l->off[e], sfx[kind]);
 			st.st_ino = l->base[e] + (fuse_ino_t)kind;
 			st.st_mode = S_IFREG;

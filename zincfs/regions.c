@@ -238,6 +238,7 @@ static struct region *region_new_locked(const char *name, zinc_region *h, int ow
 		r->ino = st.st_ino;
 	}
 	slots[slot] = r;
+	events_adopt_locked(r); /* while a .events file is open */
 	if (++nlive > trim_mark)
 		trim_mark = nlive;
 	unsigned b = hash_name(name);
@@ -312,7 +313,8 @@ static void idle_del_locked(struct region *r)
 
 static int in_use(const struct region *r)
 {
-	return r->refs || r->open || r->group || (r->owned && !r->gone);
+	return r->refs || r->open || r->group || r->arm || r->ev_watch ||
+	       (r->owned && !r->gone);
 }
 
 size_t regions_drop_idle(void)
@@ -354,7 +356,9 @@ static void maybe_free_locked(struct region *r)
 {
 	if (in_use(r))
 		return;
-	if (r->nlookup[0] || r->nlookup[1] || r->nlookup[2]) {
+	/* A .events reader that knows r keeps its name and slot until it has
+	 * read that r is gone. */
+	if (r->nlookup[0] || r->nlookup[1] || r->nlookup[2] || r->ev_known) {
 		if (r->gone) { /* its handle has nothing more to serve */
 			idle_del_locked(r);
 			close_handle(r->h);
@@ -412,6 +416,11 @@ void region_gone_locked(struct region *r, const char *why)
 	log_info("region %s %s", r->name, why);
 	r->gone = 1;
 	hash_remove(r);
+	/* .events readers may read its removal at once: hold r meanwhile
+	 * (the last of them would free it). */
+	r->refs++;
+	events_gone_locked(r);
+	r->refs--;
 	watch_update_locked(r);
 	/* The entry thread drops the kernel's entries, then fails the waiters
 	 * with EIDRM: a reader that saw EIDRM finds the names gone. */
@@ -656,6 +665,21 @@ int region_stat(struct region *r, int kind, struct stat *st)
 		st->st_blocks = 0;
 	}
 	return 0;
+}
+
+struct region *region_at_slot_locked(uint64_t s)
+{
+	return s >= 1 && s < next_slot ? slots[s] : NULL;
+}
+
+uint64_t regions_slot_end_locked(void)
+{
+	return next_slot;
+}
+
+void region_maybe_free_locked(struct region *r)
+{
+	maybe_free_locked(r);
 }
 
 /* Inode base for a name in a directory listing (no entry is made). */

@@ -247,6 +247,7 @@ void waiters_publish_locked(struct region *r, struct replies *out)
 
 void replies_send(struct replies *out)
 {
+	events_send_later(); /* .events readers of the same publication */
 	struct pending *p = out->last;
 	if (p) {
 		out->last = NULL;

@@ -11,6 +11,9 @@
  *   page cache first when it may hold anything (needs_inval_locked), then
  *   publish the value to .wait readers and pollers.
  *   One group exists per 127 watched regions, never one thread per region.
+ *   Where io_uring has futex waits (Linux 6.7+), uring.c's one thread
+ *   waits on every counter instead and no group is started; both look at
+ *   a counter with watch_look_locked() and finish with watch_event_finish().
  *
  * - the control thread: inotify on the region directory (regions made or
  *   removed by anyone appear/disappear at once), our mount's presence in
@@ -110,7 +113,7 @@ static void sleep_ms(long ms)
 
 /* Threads we start take no process signals (libfuse's handler must run on
  * the main thread to end the loop). */
-static int start_thread(pthread_t *tid, void *(*fn)(void *), void *arg)
+int zfs_thread_start(pthread_t *tid, void *(*fn)(void *), void *arg)
 {
 	sigset_t all, old;
 	sigfillset(&all);
@@ -121,12 +124,6 @@ static int start_thread(pthread_t *tid, void *(*fn)(void *), void *arg)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return rc;
 }
-
-struct event {
-	struct region *r;
-	uint32_t seq;
-	uint64_t gen;
-};
 
 /*
  * Does a notification seen now need fuse_lowlevel_notify_inval_inode() of
@@ -173,18 +170,53 @@ static uint64_t seen_locked(struct region *r, uint32_t seq)
 static void publish_locked(struct region *r, uint32_t seq, uint64_t gen,
 			   struct replies *out)
 {
-	if (gen == r->seen_gen) {
+	if (gen == r->seen_gen && r->done_gen != gen) {
+		/* Our own notify and the watcher may both see one value. */
+		int moved = seq != r->done_seq;
 		r->done_seq = seq;
 		r->done_gen = gen;
+		if (moved)
+			events_moved_locked(r);
 	}
 	waiters_publish_locked(r, out);
+}
+
+int watch_look_locked(struct region *r, struct watch_event *ev, struct replies *out)
+{
+	uint32_t seq;
+	if (region_probe(r, &seq) != 0)
+		return -1;
+	if (seq == r->last_seq)
+		return 0;
+	uint64_t gen = seen_locked(r, seq);
+	if (!needs_inval_locked(r)) {
+		publish_locked(r, seq, gen, out);
+		return 0;
+	}
+	r->refs++;
+	*ev = (struct watch_event){ r, seq, gen };
+	return 1;
+}
+
+void watch_event_finish(struct watch_event *ev)
+{
+	struct replies out = { 0 };
+	struct region *r = ev->r;
+	/* Dirty pages of writers through mmap go back first, then every
+	 * mapping and read sees the region. */
+	fuse_lowlevel_notify_inval_inode(zfs_se, INO(r->slot, K_DATA), 0, 0);
+	LOCK();
+	publish_locked(r, ev->seq, ev->gen, &out);
+	region_put_locked(r);
+	UNLOCK();
+	replies_send(&out);
 }
 
 static void *group_main(void *arg)
 {
 	struct watch_group *g = arg;
 	struct futex_waitv wv[FUTEX_WAITV_MAX];
-	struct event ev[GROUP_MAX];
+	struct watch_event ev[GROUP_MAX];
 	struct region *bad[GROUP_MAX];
 
 	for (;;) {
@@ -198,20 +230,12 @@ static void *group_main(void *arg)
 		uint32_t ctl = __atomic_load_n(&g->ctl, __ATOMIC_SEQ_CST);
 		for (int i = 0; i < g->count; i++) {
 			struct region *r = g->regions[i];
-			uint32_t seq;
-			if (region_probe(r, &seq) != 0) {
+			int rc = watch_look_locked(r, &ev[nev], &out);
+			if (rc < 0) {
 				bad[nbad++] = r;
 				continue;
 			}
-			if (seq != r->last_seq) {
-				uint64_t gen = seen_locked(r, seq);
-				if (needs_inval_locked(r)) {
-					r->refs++;
-					ev[nev++] = (struct event){ r, seq, gen };
-				} else {
-					publish_locked(r, seq, gen, &out);
-				}
-			}
+			nev += rc;
 			wv[n++] = (struct futex_waitv){
 				.val = r->last_seq,
 				.uaddr = (uintptr_t)zinc_futex_word(r->h),
@@ -229,17 +253,8 @@ static void *group_main(void *arg)
 		UNLOCK();
 		replies_send(&out);
 
-		for (int i = 0; i < nev; i++) {
-			struct region *r = ev[i].r;
-			/* Dirty pages of writers through mmap go back first,
-			 * then every mapping and read sees the region. */
-			fuse_lowlevel_notify_inval_inode(zfs_se, INO(r->slot, K_DATA), 0, 0);
-			LOCK();
-			publish_locked(r, ev[i].seq, ev[i].gen, &out);
-			region_put_locked(r);
-			UNLOCK();
-			replies_send(&out);
-		}
+		for (int i = 0; i < nev; i++)
+			watch_event_finish(&ev[i]);
 		if (nev || nbad)
 			continue; /* look again before sleeping */
 
@@ -262,6 +277,11 @@ static void *group_main(void *arg)
 
 void watch_del_locked(struct region *r)
 {
+	if (r->arm) {
+		uring_unwatch_locked(r);
+		GUARDED(zinc_watch(r->h, 0), (void)0);
+		return;
+	}
 	struct watch_group *g = r->group;
 	if (!g)
 		return;
@@ -273,37 +293,52 @@ void watch_del_locked(struct region *r)
 	ctl_kick(g);
 }
 
-void watch_update_locked(struct region *r)
+/* A watch group with room for one more region (a new one if need be), or
+ * NULL (logged). */
+static struct watch_group *group_with_room(void)
 {
-	/* Open .notify files alone need no watching: nothing in the mount
-	 * reads the counter then and nothing is cached (needs_inval_locked),
-	 * and a watcher would be woken by every notification for nothing. */
-	int want = (r->data_open > 0 || r->wait_open > 0) && !r->gone && !stopping;
-	if (!want) {
-		watch_del_locked(r);
-		return;
-	}
-	if (r->group)
-		return;
 	struct watch_group *g;
 	for (g = groups; g; g = g->next)
 		if (g->count < GROUP_MAX)
 			break;
 	if (!g) {
 		g = calloc(1, sizeof(*g));
-		if (!g || start_thread(&g->tid, group_main, g)) {
+		if (!g || zfs_thread_start(&g->tid, group_main, g)) {
 			log_error("cannot start a watcher thread");
 			free(g);
-			return;
+			return NULL;
 		}
 		g->next = groups;
 		groups = g;
 	}
+	return g;
+}
+
+void watch_update_locked(struct region *r)
+{
+	/* Open .notify files alone need no watching: nothing in the mount
+	 * reads the counter then and nothing is cached (needs_inval_locked),
+	 * and a watcher would be woken by every notification for nothing. */
+	int want = (r->data_open > 0 || r->wait_open > 0 || r->ev_watch) &&
+		   !r->gone && !stopping;
+	if (!want) {
+		watch_del_locked(r);
+		return;
+	}
+	if (r->group || r->arm)
+		return;
+	struct watch_group *g = uring_active() ? NULL : group_with_room();
+	if (!g && !uring_active())
+		return;
 	int fault = 0;
 	r->last_seq = r->done_seq = region_seq(r, &fault);
 	r->done_gen = r->seen_gen;
 	if (!fault)
 		GUARDED(zinc_watch(r->h, 1), (void)0);
+	if (!g) {
+		uring_watch_locked(r);
+		return;
+	}
 	r->group = g;
 	r->gidx = g->count;
 	g->regions[g->count++] = r;
@@ -592,6 +627,7 @@ static void on_dir_event(const struct inotify_event *e)
 	const size_t plen = strlen(ZINC_OBJECT_PREFIX);
 	if (e->mask & IN_Q_OVERFLOW) {
 		regions_check_all();
+		events_rescan();
 		return;
 	}
 	if (e->mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
@@ -614,7 +650,12 @@ static void on_dir_event(const struct inotify_event *e)
 		region_check_locked(r); /* gone if replaced or truncated */
 	else if (r && (e->mask & IN_ATTRIB))
 		slot = r->slot;
+	/* A new region while a .events file is open: watch it. */
+	int adopt = (!r || r->gone) && events_active_locked() &&
+		    (e->mask & (IN_CREATE | IN_MOVED_TO | IN_MODIFY | IN_CLOSE_WRITE));
 	UNLOCK();
+	if (adopt)
+		events_name_appeared(name);
 	if (slot) /* chmod/chown of the object: refresh attributes */
 		ent_push(J_ATTR, name, slot, NULL);
 }
@@ -664,18 +705,23 @@ int watcher_start(void)
 	}
 	if (inotify_add_watch(ino_fd, zfs_cfg.shm_dir,
 			      IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO |
-			      IN_ATTRIB | IN_MODIFY | IN_DELETE_SELF | IN_MOVE_SELF |
+			      IN_ATTRIB | IN_MODIFY | IN_CLOSE_WRITE | IN_DELETE_SELF |
+			      IN_MOVE_SELF |
 			      IN_ONLYDIR) < 0) {
 		log_error("cannot watch %s: %s", zfs_cfg.shm_dir, strerror(errno));
 		return -1;
 	}
 	mnt_fd = zfs_mount_watch_open();
-	if (start_thread(&ent_tid, entry_main, NULL)) {
+	int rc = uring_start();
+	if (rc)
+		log_info("watching counters with futex_waitv threads (io_uring: %s)",
+			 strerror(-rc));
+	if (zfs_thread_start(&ent_tid, entry_main, NULL)) {
 		log_error("cannot start the entry thread");
 		return -1;
 	}
 	ent_started = 1;
-	if (start_thread(&ctl_tid, control_main, NULL)) {
+	if (zfs_thread_start(&ctl_tid, control_main, NULL)) {
 		log_error("cannot start the control thread");
 		return -1;
 	}
@@ -683,7 +729,7 @@ int watcher_start(void)
 	return 0;
 }
 
-static int join_within(pthread_t tid, int seconds)
+int zfs_thread_join(pthread_t tid, int seconds)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -702,15 +748,17 @@ int watcher_stop(void)
 		ctl_kick(g);
 	UNLOCK();
 	for (struct watch_group *g = groups; g; g = g->next)
-		if (join_within(g->tid, 2))
+		if (zfs_thread_join(g->tid, 2))
 			stuck = 1;
+	if (uring_stop())
+		stuck = 1;
 	if (ctl_started) {
 		__atomic_store_n(&ctl_stop, 1, __ATOMIC_RELEASE);
 		uint64_t one = 1;
 		if (write(ev_fd, &one, sizeof(one)) < 0) {
 			/* see job_push */
 		}
-		if (join_within(ctl_tid, 2))
+		if (zfs_thread_join(ctl_tid, 2))
 			stuck = 1;
 	}
 	if (ent_started) {
@@ -718,7 +766,7 @@ int watcher_stop(void)
 		ent_stop = 1;
 		pthread_cond_signal(&ent_cond);
 		pthread_mutex_unlock(&ent_lock);
-		if (join_within(ent_tid, 2))
+		if (zfs_thread_join(ent_tid, 2))
 			stuck = 1;
 	}
 	if (stuck) {

@@ -96,6 +96,10 @@ int zfs_conn_abort(unsigned conn);
 
 /* Inode numbers: root is 1; region slot s (>= 1) has (s << 2) | kind. */
 enum kind { K_DATA = 0, K_NOTIFY = 1, K_WAIT = 2 };
+/* The mount's event stream (events.c): kind 3 of slot 0, which no region
+ * has (slots start at 1). */
+#define EVENTS_INO 3
+#define EVENTS_NAME ".events"
 #define ROOT_INO 1
 #define INO(slot, kind) (((fuse_ino_t)(slot) << 2) | (kind))
 #define INO_SLOT(ino) ((ino) >> 2)
@@ -119,6 +123,7 @@ struct region {
 	int refs;               /* in-flight users (ops, jobs, watcher) */
 	/* watching (watcher.c) */
 	struct watch_group *group;
+	struct uring_arm *arm;  /* or its wait in the io_uring (uring.c) */
 	int gidx;               /* index in group->regions */
 	uint32_t last_seq;      /* counter value the watcher saw last */
 	uint32_t done_seq;      /* counter value published to readers */
@@ -127,6 +132,9 @@ struct region {
 	 * next number. */
 	uint64_t seen_gen;      /* number of last_seq */
 	uint64_t done_gen;      /* number of done_seq */
+	/* .events (events.c) */
+	int ev_watch;           /* watched for .events readers: live */
+	int ev_known;           /* .events opens that know it exists */
 	/* waiters (waiters.c) */
 	struct wfile *wfiles;   /* open .wait files */
 	struct pending *pending; /* deferred reads */
@@ -176,6 +184,11 @@ void bad_forget(const char *name);
 uint32_t region_seq(struct region *r, int *bad);
 int region_probe(struct region *r, uint32_t *seq);
 void region_slot_ino(const char *name, fuse_ino_t *base);
+/* The region in slot s (locked), or NULL; slots run below regions_slot_end. */
+struct region *region_at_slot_locked(uint64_t s);
+uint64_t regions_slot_end_locked(void);
+/* Free r if nothing holds it any more (locked). */
+void region_maybe_free_locked(struct region *r);
 
 /* ---- waiters.c: .wait files ---- */
 
@@ -207,9 +220,55 @@ void waiters_fail_locked(struct region *r, int err);
 void waiters_fail_all_locked(int err);
 void waiters_free_locked(struct region *r);
 
+/* ---- events.c: the .events file ---- */
+
+struct efile;
+/* Open/release a .events file: watching every region starts with the
+ * first open and stops after the last release.  NULL with errno.  Its
+ * lines tell only of regions the caller of req may read. */
+struct efile *events_open(fuse_req_t req);
+uid_t events_release(struct efile *ef);
+void events_read(fuse_req_t req, struct efile *ef, size_t size, int nonblock);
+void events_poll(fuse_req_t req, struct efile *ef, struct fuse_pollhandle *ph);
+/* Is a .events file open (locked)?  Then every region in the table is
+ * watched: events_adopt_locked() for each new one. */
+int events_active_locked(void);
+void events_adopt_locked(struct region *r);
+/* A region name appeared in the directory: look it up (not locked). */
+void events_name_appeared(const char *name);
+/* After an inotify overflow: adopt every region in the directory. */
+void events_rescan(void);
+/* r's counter value published (locked), r removed (locked).  A reply
+ * events_moved_locked() holds back goes out with events_send_later(),
+ * called by replies_send() after the lock is dropped. */
+void events_moved_locked(struct region *r);
+void events_send_later(void);
+void events_gone_locked(struct region *r);
+/* At exit: answer blocked readers with err (locked); free every open. */
+void events_fail_all_locked(int err);
+void events_free_all(void);
+
 /* ---- watcher.c: counter watching, inotify, jobs ---- */
 
+/* A counter change that needs the data file's cache invalidated before
+ * readers see it (watcher.c, uring.c). */
+struct watch_event {
+	struct region *r;
+	uint32_t seq;
+	uint64_t gen;
+};
+/* Look at r's counter (locked): publish a change, or queue it in ev (a ref
+ * taken) when the data file's cache must be invalidated first (then 1).
+ * -1: unreadable (region_check_locked it after the loop). */
+int watch_look_locked(struct region *r, struct watch_event *ev, struct replies *out);
+/* Invalidate, publish and put a queued event (not locked). */
+void watch_event_finish(struct watch_event *ev);
+
 int watcher_start(void);
+/* A thread that takes no process signals (libfuse's handler must run on the
+ * main thread); joining one that may be stuck in the kernel. */
+int zfs_thread_start(pthread_t *tid, void *(*fn)(void *), void *arg);
+int zfs_thread_join(pthread_t tid, int seconds); /* 0 or ETIMEDOUT */
 int watcher_stop(void);
 /* Watch r's counter while it is not gone and has an open data or .wait
  * file (someone to invalidate for or to answer). */
@@ -228,6 +287,16 @@ int job_delete_entries_locked(struct region *r);
 /* Many regions were freed: give the heap's free memory back to the system
  * (malloc_trim, on the control thread). */
 void watcher_trim_heap(void);
+
+/* ---- uring.c: one thread waits on every counter through io_uring ---- */
+
+/* Start the io_uring watcher: 0, or -errno (no io_uring, no futex ops,
+ * ZINCFS_NO_IO_URING=1): the watch groups of watcher.c are used then. */
+int uring_start(void);
+int uring_stop(void);      /* -1 if the thread did not stop */
+int uring_active(void);
+void uring_watch_locked(struct region *r);
+void uring_unwatch_locked(struct region *r);
 
 /* ---- cred.c: acting as the caller of a request ---- */
 

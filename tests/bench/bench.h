@@ -77,5 +77,7 @@ void region_name(char *buf, size_t size, const char *what);
 
 /* Rows 4-7 (fs.c): run those wanted, or record why they are skipped. */
 void fs_rows(int (*want_row)(int row));
+/* Row 9 (events.c): .events with 10,000 regions, io_uring vs futex_waitv. */
+void events_row(void);
 
 #endif

@@ -898,11 +898,11 @@ static void rows67(int want6, int want7)
 
 void fs_rows(int (*want_row)(int row))
 {
-	int any = want_row(4) || want_row(5) || want_row(6) || want_row(7);
+	int any = want_row(4) || want_row(5) || want_row(6) || want_row(7) || want_row(9);
 	if (!any)
 		return;
 	if (!opt.mnt) {
-		add_skip("4-7", opt.skip_fs ? opt.skip_fs : "no zincfs mount given (--mnt)");
+		add_skip("4-7, 9", opt.skip_fs ? opt.skip_fs : "no zincfs mount given (--mnt)");
 		return;
 	}
 	/* idle figures first, before anything used the mount */
@@ -921,5 +921,9 @@ void fs_rows(int (*want_row)(int row))
 	if (want_row(6) || want_row(7)) {
 		fprintf(stderr, "zinc-bench: rows 6-7 (scale, memory)...\n");
 		rows67(want_row(6), want_row(7));
+	}
+	if (want_row(9)) {
+		fprintf(stderr, "zinc-bench: row 9 (.events, io_uring vs futex_waitv)...\n");
+		events_row();
 	}
 }
