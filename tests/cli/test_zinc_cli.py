@@ -339,10 +339,15 @@ def test_wait_and_notify_errors(zc):
         r = zc.run(*cmd)
         assert r.returncode == NOENT and "No such region" in r.stderr, r
     zc.hold("w")
-    for t in ("-1", "x", "1.5", "4294967295", "99999999999999999999", ""):
+    for t, why in (("-1", "unknown option"),
+                   ("4294967295", "invalid TIMEOUT_MS"),
+                   ("99999999999999999999", "invalid TIMEOUT_MS"),
+                   # not digits: a second region name
+                   ("1.5", "invalid region name"), ("", "invalid region name")):
         r = zc.run("wait", "w", t)
-        why = "unknown option" if t.startswith("-") else "invalid TIMEOUT_MS"
         assert r.returncode == USAGE and why in r.stderr, (t, r)
+    r = zc.run("wait", "w", "x")
+    assert r.returncode == NOENT and "x: No such region" in r.stderr, r
 
 
 def test_interop_with_example_programs(zc):
