@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <zinc.h>
 #include "tool.h"
@@ -119,7 +120,7 @@ int cmd_top(int argc, char **argv)
 	(void)npos;
 	(void)pos;
 	catch_end_signals();
-	SCREEN *scr = newterm(NULL, stdout, stdin);
+	SCREEN *scr = isatty(0) && isatty(1) ? newterm(NULL, stdout, stdin) : NULL;
 	if (!scr) {
 		fprintf(stderr, "%s: top: needs a terminal (TERM=%s)\n", prog,
 			getenv("TERM") ? getenv("TERM") : "");
@@ -139,7 +140,7 @@ int cmd_top(int argc, char **argv)
 		int rc = zinc_list(add_row, &cur);
 		double t = now_s();
 		if (rc < 0 && rc != -ENOENT) {
-			status = EXIT_FAIL;
+			status = rc;
 			break;
 		}
 		rates(&cur, &prev, t - t_prev);
@@ -158,7 +159,6 @@ int cmd_top(int argc, char **argv)
 	free(prev.rows);
 	free(cur.rows);
 	if (status)
-		fprintf(stderr, "%s: top: %s: %s\n", prog, region_dir(),
-			strerror(errno));
-	return status;
+		return fail("top", region_dir(), status);
+	return EXIT_OK;
 }
