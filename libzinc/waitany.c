@@ -208,13 +208,20 @@ static int sleep_once(zinc_region *const *h, uint32_t n, const uint32_t *seen,
 	struct pool *p = get_pool(nhelp, &err);
 	if (!p)
 		return err;
+	/* The last round's helpers may still be on their way out (we did not
+	 * wait for them): their wv[] is theirs until then. */
+	for (int k = 0; k < p->count; k++) {
+		struct helper *hp = p->helpers[k];
+		uint32_t d, go = __atomic_load_n(&hp->go, __ATOMIC_RELAXED);
+		while ((d = __atomic_load_n(&hp->done, __ATOMIC_ACQUIRE)) != go)
+			futex(&hp->done, FUTEX_WAIT_PRIVATE, d);
+	}
 	uint32_t ctl = __atomic_load_n(&p->ctl, __ATOMIC_SEQ_CST);
 	struct futex_waitv ctl_wv = {
 		.val = ctl,
 		.uaddr = (uintptr_t)&p->ctl,
 		.flags = FUTEX_32 | FUTEX_PRIVATE_FLAG,
 	};
-	uint32_t go[nhelp];
 	for (int k = 0; k < nhelp; k++) {
 		struct helper *hp = p->helpers[k];
 		uint32_t first = CHUNK * (uint32_t)(k + 1);
@@ -222,20 +229,17 @@ static int sleep_once(zinc_region *const *h, uint32_t n, const uint32_t *seen,
 		fill(hp->wv, h + first, seen + first, cnt);
 		hp->wv[cnt] = ctl_wv;
 		hp->n = (int)cnt + 1;
-		go[k] = __atomic_add_fetch(&hp->go, 1, __ATOMIC_RELEASE);
+		__atomic_add_fetch(&hp->go, 1, __ATOMIC_RELEASE);
 		futex(&hp->go, FUTEX_WAKE_PRIVATE, 1);
 	}
 	fill(wv, h, seen, CHUNK);
 	wv[CHUNK] = ctl_wv;
 	long rc = waitv(wv, WAITV_MAX, until);
+	/* Ends every helper's sleep.  We do not wait for them to leave it:
+	 * they touch only their own wv[] (never h[] or seen[]), and a counter
+	 * unmapped meanwhile only makes their futex_waitv fail, as the
+	 * control word's change already does. */
 	end_round(p, ctl);
-	/* The helpers read h[] and seen[]: they are done before we return. */
-	for (int k = 0; k < nhelp; k++) {
-		struct helper *hp = p->helpers[k];
-		uint32_t d;
-		while ((d = __atomic_load_n(&hp->done, __ATOMIC_ACQUIRE)) != go[k])
-			futex(&hp->done, FUTEX_WAIT_PRIVATE, d);
-	}
 	if (rc == -ENOSYS)
 		__atomic_store_n(&no_waitv, 1, __ATOMIC_RELAXED);
 	return rc == -ETIMEDOUT || rc == -EINTR ? (int)rc : 0;
