@@ -65,11 +65,64 @@ int open_observers(const char *cmd, char **names, uint32_t n, zinc_region **h)
 	return EXIT_OK;
 }
 
-int cmd_wait(int argc, char **argv)
+/* Wait on the n regions names[]; print and return the exit code. */
+static int wait_on(char **names, uint32_t n, uint32_t timeout)
 {
-	char **pos = calloc((size_t)argc + 1, sizeof(*pos));
-	if (!pos)
-		return EXIT_FAIL;
+	zinc_region **h = calloc(n, sizeof(*h));
+	int32_t *ready = calloc(n, sizeof(*ready));
+	uint32_t *seqs = calloc(n, sizeof(*seqs));
+	int rc = !h || !ready || !seqs ? -ENOMEM : 0, status = EXIT_REMOVED;
+	if (rc || (status = open_observers("wait", names, n, h)) != EXIT_OK) {
+		if (rc)
+			status = fail("wait", names[0], rc);
+		goto out_free;
+	}
+	int64_t end = now_ms() + timeout;
+	for (;;) {
+		uint32_t slice = SLICE_MS;
+		if (timeout != UINT32_MAX) {
+			int64_t left = end - now_ms();
+			slice = left <= 0 ? 0 : left < SLICE_MS ? (uint32_t)left : SLICE_MS;
+		}
+		rc = zinc_wait_any(h, n, ready, seqs, slice, ZINC_WAIT_EINTR);
+		if (end_signal) {
+			status = 128 + end_signal;
+			goto out;
+		}
+		if (rc > 0 || (rc == -ETIMEDOUT && slice < SLICE_MS &&
+			       timeout != UINT32_MAX))
+			break;
+		if (rc != -ETIMEDOUT && rc != -EINTR)
+			break;
+	}
+	if (rc < 0) {
+		status = fail("wait", n == 1 ? names[0] : "(any)", rc);
+		goto out;
+	}
+	status = EXIT_REMOVED;
+	for (uint32_t i = 0; i < n; i++) {
+		if (ready[i] == 1) {
+			status = EXIT_OK;
+			if (n == 1)
+				printf("%u\n", seqs[i]);
+			else
+				printf("%s %u\n", names[i], seqs[i]);
+		} else if (ready[i] == -EIDRM) {
+			fail("wait", names[i], -EIDRM);
+		}
+	}
+out:
+	for (uint32_t i = 0; i < n; i++)
+		zinc_close(h[i]);
+out_free:
+	free(h);
+	free(ready);
+	free(seqs);
+	return status;
+}
+
+static int parse_and_wait(int argc, char **argv, char **pos)
+{
 	int npos = parse_args("wait", argc, argv, NULL, pos, argc);
 	if (npos == -2) {
 		usage(stdout);
@@ -104,54 +157,16 @@ int cmd_wait(int argc, char **argv)
 	for (uint32_t i = 0; i < n; i++)
 		if (check_name("wait", pos[i]))
 			return EXIT_USAGE;
-
-	zinc_region **h = calloc(n, sizeof(*h));
-	int32_t *ready = calloc(n, sizeof(*ready));
-	uint32_t *seqs = calloc(n, sizeof(*seqs));
-	if (!h || !ready || !seqs)
-		return EXIT_FAIL;
 	catch_end_signals();
-	int rc = open_observers("wait", pos, n, h);
-	if (rc)
-		return rc;
+	return wait_on(pos, n, timeout);
+}
 
-	int64_t end = now_ms() + timeout;
-	for (;;) {
-		uint32_t slice = SLICE_MS;
-		if (timeout != UINT32_MAX) {
-			int64_t left = end - now_ms();
-			slice = left <= 0 ? 0 : left < SLICE_MS ? (uint32_t)left : SLICE_MS;
-		}
-		rc = zinc_wait_any(h, n, ready, seqs, slice, ZINC_WAIT_EINTR);
-		if (end_signal)
-			return 128 + end_signal; /* exit closes the handles */
-		if (rc > 0 || (rc == -ETIMEDOUT && slice < SLICE_MS &&
-			       timeout != UINT32_MAX))
-			break;
-		if (rc != -ETIMEDOUT && rc != -EINTR)
-			break;
-	}
-	if (rc < 0)
-		return fail("wait", n == 1 ? pos[0] : "(any)", rc);
-	int fired = 0, status = EXIT_REMOVED;
-	for (uint32_t i = 0; i < n; i++) {
-		if (ready[i] == 1) {
-			fired = 1;
-			if (n == 1)
-				printf("%u\n", seqs[i]);
-			else
-				printf("%s %u\n", pos[i], seqs[i]);
-		} else if (ready[i] == -EIDRM) {
-			fail("wait", pos[i], -EIDRM);
-		}
-	}
-	if (fired)
-		status = EXIT_OK;
-	for (uint32_t i = 0; i < n; i++)
-		zinc_close(h[i]);
-	free(h);
-	free(ready);
-	free(seqs);
+int cmd_wait(int argc, char **argv)
+{
+	char **pos = calloc((size_t)argc + 1, sizeof(*pos));
+	if (!pos)
+		return EXIT_FAIL;
+	int status = parse_and_wait(argc, argv, pos);
 	free(pos);
 	return status;
 }

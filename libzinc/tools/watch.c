@@ -131,13 +131,10 @@ static void raise_fd_limit(void)
 	}
 }
 
-int cmd_watch(int argc, char **argv)
+static int run_watch(struct watch *w, int *ino_out, int argc, char **argv,
+		     char **pos)
 {
-	struct watch w = { 0 };
-	struct opt opts[] = { { NULL, "--json", &w.json }, { 0 } };
-	char **pos = calloc((size_t)argc + 1, sizeof(*pos));
-	if (!pos)
-		return EXIT_FAIL;
+	struct opt opts[] = { { NULL, "--json", &w->json }, { 0 } };
 	int npos = parse_args("watch", argc, argv, opts, pos, argc);
 	if (npos == -2) {
 		usage(stdout);
@@ -159,7 +156,7 @@ int cmd_watch(int argc, char **argv)
 
 	/* Watch the directory first, so no region made after the listing
 	 * below goes unseen. */
-	int ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	int ino = *ino_out = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (ino >= 0 && inotify_add_watch(ino, region_dir(), IN_CREATE | IN_MOVED_TO |
 					  IN_ONLYDIR) < 0) {
 		fprintf(stderr, "%s: watch: %s: %s\n", prog, region_dir(),
@@ -167,28 +164,28 @@ int cmd_watch(int argc, char **argv)
 		return EXIT_FAIL;
 	}
 	if (npos) {
-		w.want = pos;
-		w.nwant = (uint32_t)npos;
+		w->want = pos;
+		w->nwant = (uint32_t)npos;
 		for (int i = 0; i < npos; i++) {
-			if (grow(&w))
+			if (grow(w))
 				return EXIT_FAIL;
-			if (is_open(&w, pos[i]))
+			if (is_open(w, pos[i]))
 				continue;
-			int rc = open_observers("watch", &pos[i], 1, &w.h[w.n]);
+			int rc = open_observers("watch", &pos[i], 1, &w->h[w->n]);
 			if (rc)
 				return rc;
-			emit(&w, '+', pos[i], zinc_seq(w.h[w.n]));
-			w.n++;
+			emit(w, '+', pos[i], zinc_seq(w->h[w->n]));
+			w->n++;
 		}
 	} else {
-		look_for_new(&w);
+		look_for_new(w);
 	}
 	fflush(stdout);
 
 	while (!end_signal) {
 		int rc;
-		if (w.n) {
-			rc = zinc_wait_any(w.h, w.n, w.ready, w.seqs, SLICE_MS,
+		if (w->n) {
+			rc = zinc_wait_any(w->h, w->n, w->ready, w->seqs, SLICE_MS,
 					   ZINC_WAIT_EINTR);
 		} else {
 			struct pollfd p = { .fd = ino, .events = POLLIN };
@@ -200,25 +197,42 @@ int cmd_watch(int argc, char **argv)
 			fprintf(stderr, "%s: watch: %s\n", prog, zinc_strerror(rc));
 			return EXIT_FAIL;
 		}
-		for (uint32_t i = 0; rc > 0 && i < w.n; i++) {
-			if (w.ready[i] == 1) {
-				emit(&w, '=', zinc_name(w.h[i]), w.seqs[i]);
-			} else if (w.ready[i] == -EIDRM) {
-				emit(&w, '-', zinc_name(w.h[i]), 0);
-				zinc_close(w.h[i]);
+		for (uint32_t i = 0; rc > 0 && i < w->n; i++) {
+			if (w->ready[i] == 1) {
+				emit(w, '=', zinc_name(w->h[i]), w->seqs[i]);
+			} else if (w->ready[i] == -EIDRM) {
+				emit(w, '-', zinc_name(w->h[i]), 0);
+				zinc_close(w->h[i]);
 				/* keep ready[] in step with h[] for the
 				 * rest of this loop */
-				w.n--;
-				w.h[i] = w.h[w.n];
-				w.ready[i] = w.ready[w.n];
-				w.seqs[i] = w.seqs[w.n];
+				w->n--;
+				w->h[i] = w->h[w->n];
+				w->ready[i] = w->ready[w->n];
+				w->seqs[i] = w->seqs[w->n];
 				i--;
 			}
 		}
-		if (dir_changed(ino) || w.retry)
-			look_for_new(&w);
+		if (ino < 0 || dir_changed(ino) || w->retry)
+			look_for_new(w);
 		if (fflush(stdout) != 0)
 			return EXIT_FAIL;
 	}
 	return EXIT_OK;
+}
+
+int cmd_watch(int argc, char **argv)
+{
+	struct watch w = { 0 };
+	int ino = -1;
+	char **pos = calloc((size_t)argc + 1, sizeof(*pos));
+	int status = pos ? run_watch(&w, &ino, argc, argv, pos) : EXIT_FAIL;
+	for (uint32_t i = 0; i < w.n; i++)
+		zinc_close(w.h[i]);
+	if (ino >= 0)
+		close(ino);
+	free(w.h);
+	free(w.ready);
+	free(w.seqs);
+	free(pos);
+	return status;
 }
