@@ -280,6 +280,16 @@ int32_t zinc_wait_any(zinc_region *const *h, uint32_t n, int32_t *ready,
 	if (!seen)
 		return -ENOMEM;
 
+	/* A caller kept busy by some regions never sleeps a whole slice:
+	 * look for names removed by hand at least once a second anyway. */
+	static __thread struct timespec next_name_check;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (!zinc__before(&now, &next_name_check)) {
+		for (uint32_t i = 0; i < n; i++)
+			zinc__name_gone(h[i]);
+		zinc__deadline_after(&next_name_check, ZINC_SLICE_NS);
+	}
 	int32_t count = scan(h, n, ready, seen);
 	if (count || timeout_ms == 0) {
 		count = count ? count : -ETIMEDOUT;
@@ -311,7 +321,6 @@ int32_t zinc_wait_any(zinc_region *const *h, uint32_t n, int32_t *ready,
 			count = rc;
 			break;
 		}
-		struct timespec now;
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (!zinc__before(&now, &until)) {
 			/* A slice without news: names removed by hand? */

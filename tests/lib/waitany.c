@@ -4,7 +4,7 @@
  * every ready handle (none starves) and consumes exactly that, 1,024
  * handles (helper threads past 128) wake on any one of them, a removed
  * region is -EIDRM for its own slot only, the timeout is absolute across
- * signals, ZINC_WAIT_EINTR turns a signal into -EINTR, the waiter count is
+ * signals (a plain rm too, even while other regions keep it busy), ZINC_WAIT_EINTR turns a signal into -EINTR, the waiter count is
  * raised only while waiting (so notify stays syscall-free otherwise), and
  * helper threads end with their calling thread.
  * Runs alone (is_parallel: false): it measures time.
@@ -193,6 +193,28 @@ static void test_removed(uint32_t n)
 	close_all((int)n);
 }
 
+/* A plain rm of one region is found even while another keeps the caller
+ * busy (its calls never sleep a whole slice). */
+static void test_removed_by_hand_while_busy(void)
+{
+	make(3, "busy");
+	char p[PATH_MAX];
+	tu_path("busy2", p, sizeof(p));
+	CHECK_SYS(unlink(p));
+	int64_t t0 = tu_now_ms();
+	for (;;) {
+		zinc_notify(h[0]);
+		int rc = zinc_wait_any(h, 3, ready, NULL, 1000, 0);
+		CHECK_EQ(ready[0], 1);
+		CHECK_EQ(rc, ready[2] ? 2 : 1);
+		if (ready[2] == -EIDRM)
+			break;
+		CHECK(tu_now_ms() - t0 < 3000);
+		tu_pause_us(1000);
+	}
+	close_all(3);
+}
+
 static int alarms;
 static void on_alarm(int sig)
 {
@@ -266,6 +288,7 @@ int main(void)
 	test_many();
 	test_removed(5);
 	test_removed(300);
+	test_removed_by_hand_while_busy();
 	test_timeout_and_signals(3);
 	test_timeout_and_signals(MANY);
 	test_fork();
