@@ -46,7 +46,8 @@ def age(path, seconds=3600):
 
 def test_help_version_and_usage_errors(zc):
     r = zc.ok("--help")
-    for word in ("ls", "info", "create", "notify", "wait", "rm", "gc",
+    for word in ("ls", "info", "create", "notify", "wait", "watch", "top",
+                 "rm", "gc",
                  "--json", "--background", "--dry-run", "Exit status",
                  "ZINC_SHM_DIR"):
         assert word in r.stdout
