@@ -23,6 +23,9 @@
 #include "../name.h"
 #include "tool.h"
 
+/* About 10 s of slices. */
+#define RETRY_SLICES 40
+
 struct watch {
 	zinc_region **h;
 	int32_t *ready;
@@ -32,6 +35,7 @@ struct watch {
 	uint32_t nwant;
 	int json;
 	int retry;       /* a region could not be opened yet: look again */
+	int retries;     /* slices left to look again without a directory event */
 };
 
 static void emit(struct watch *w, char kind, const char *name, uint32_t seq)
@@ -180,6 +184,7 @@ static int run_watch(struct watch *w, int *ino_out, int argc, char **argv,
 	} else {
 		look_for_new(w);
 	}
+	w->retries = RETRY_SLICES;
 	fflush(stdout);
 
 	while (!end_signal) {
@@ -212,7 +217,13 @@ static int run_watch(struct watch *w, int *ino_out, int argc, char **argv,
 				i--;
 			}
 		}
-		if (ino < 0 || dir_changed(ino) || w->retry)
+		/* An object that is not a valid region yet may be a region
+		 * being made: look again for a while, not forever (it may be
+		 * junk that never becomes one). */
+		int changed = ino < 0 || dir_changed(ino);
+		if (changed)
+			w->retries = RETRY_SLICES;
+		if (changed || (w->retry && w->retries-- > 0))
 			look_for_new(w);
 		if (fflush(stdout) != 0)
 			return EXIT_FAIL;

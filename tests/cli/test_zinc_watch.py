@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 
 import pytest
@@ -115,6 +116,29 @@ def test_watch_everything_with_creation_and_removal(zc):
     assert zc.readline(w) == "+a 0\n"
     assert stop(zc, w) == ""
     assert zc.info("a")["waiters"] == 0
+
+
+def test_watch_follows_a_region_whose_header_comes_late(zc):
+    """A name that is not a valid region yet (its creator has not written
+    the header) is followed once it is: writing the header makes no
+    directory event, so watch looks again on its own."""
+    zc.hold("anchor")
+    page = os.sysconf("SC_PAGESIZE")
+    path = zc.path("late")
+    with open(path, "wb") as f:
+        f.truncate(2 * page)
+    w = zc.zinc("watch")
+    assert zc.readline(w) == "+anchor 0\n"
+    # zinc-core's header (no libzinc extension), owner alive (us)
+    hdr = struct.pack("=QHHIQIiQQQQ", 0x5A494E435F524547, 2, 0, 0, page, 0,
+                      os.getpid(), 0, 0, 0, 0)
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.pwrite(fd, hdr, 0)
+    finally:
+        os.close(fd)
+    assert zc.readline(w) == "+late 0\n"
+    assert stop(zc, w) == ""
 
 
 def test_watch_names_json(zc):
