@@ -252,6 +252,30 @@ int32_t zinc_watch(zinc_region *r, int on);
  * -EINVAL for NULL. */
 int32_t zinc_removed(zinc_region *r);
 
+/* ---- waiting on many regions (ZINC_1.1) ---- */
+
+/* The most handles one zinc_wait_any call takes. */
+#define ZINC_WAIT_ANY_MAX 65536
+/* zinc_wait_any flag: a signal ends the wait with -EINTR (by default
+ * signals, like spurious wakes, are not notifications and the wait goes
+ * on until the deadline). */
+#define ZINC_WAIT_EINTR 0x1
+
+/* Wait until at least one of the n handles h[0..n-1] has a notification
+ * newer than its cursor, or was removed, then report every handle that is
+ * ready: ready[i] = 1 (notified: its cursor moved to the counter, as
+ * zinc_wait does), -EIDRM (its region was removed), 0 (nothing).  seqs,
+ * if not NULL, gets every handle's counter as seen.  timeout_ms as for
+ * zinc_wait (0 never blocks, UINT32_MAX forever).  Up to 128 handles wait
+ * in one futex_waitv(2) call; more use helper threads of the calling
+ * thread (127 handles each), kept for later calls and stopped when the
+ * thread exits.  Returns the number of ready handles (> 0), -ETIMEDOUT,
+ * -EINTR (only with ZINC_WAIT_EINTR), -EINVAL (NULL h, ready or handle,
+ * n == 0, n > ZINC_WAIT_ANY_MAX, unknown flags), -ENOMEM or -EAGAIN (no
+ * helper thread could be started). */
+int32_t zinc_wait_any(zinc_region *const *h, uint32_t n, int32_t *ready,
+		      uint32_t *seqs, uint32_t timeout_ms, uint32_t flags);
+
 #if defined(__GNUC__) && __GNUC__ >= 4
 #pragma GCC visibility pop
 #endif

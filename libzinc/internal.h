@@ -67,4 +67,21 @@ void zinc__wake_all(uint32_t *word);
  * counter and wake every waiter, who return -EIDRM. */
 void zinc__mark_removed(struct zinc_header *hdr);
 
+/* consume() that reports the removal's counter bump as -EIDRM: 0 =
+ * consumed, -EAGAIN = nothing new, -EIDRM.  *seen gets the counter. */
+int zinc__take(zinc_region *r, uint32_t *seen);
+
+/* 1 if the name was removed without ZINC_FLAG_REMOVED (then it sets the
+ * flag, bumps the counter and wakes every waiter), 0 if not. */
+int zinc__name_gone(zinc_region *r);
+
+struct timespec;
+/* *ts = CLOCK_MONOTONIC now + ns. */
+void zinc__deadline_after(struct timespec *ts, uint64_t ns);
+/* 1 if a is earlier than b. */
+int zinc__before(const struct timespec *a, const struct timespec *b);
+
+/* A blocking wait looks at the object's link count this often. */
+#define ZINC_SLICE_NS 1000000000u
+
 #endif

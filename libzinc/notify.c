@@ -21,9 +21,6 @@
 
 #include "internal.h"
 
-/* A blocking wait looks at the object's link count this often. */
-#define SLICE_NS 1000000000u
-
 void zinc__wake_all(uint32_t *word)
 {
 	/* Shared (no FUTEX_PRIVATE_FLAG): waiters live in other processes. */
@@ -91,7 +88,7 @@ static int removed(zinc_region *r)
  * removed by someone who does not set ZINC_FLAG_REMOVED (zinc-core's last
  * close, a plain rm)?  Then mark it, so every libzinc handle learns at once.
  */
-static int name_gone(zinc_region *r)
+int zinc__name_gone(zinc_region *r)
 {
 	struct stat st;
 	if (fstat(r->fd, &st) < 0 || st.st_nlink != 0)
@@ -104,7 +101,7 @@ static int name_gone(zinc_region *r)
  * removal is reported as -EIDRM, never as a notification: the remover sets
  * ZINC_FLAG_REMOVED before it bumps the counter, so whoever saw the bump
  * sees the flag. */
-static int take(zinc_region *r, uint32_t *seen)
+int zinc__take(zinc_region *r, uint32_t *seen)
 {
 	int rc = consume(r, seen);
 	return rc == 0 && removed(r) ? -EIDRM : rc;
@@ -137,10 +134,10 @@ int32_t zinc_try_wait(zinc_region *r)
 		return -EINVAL;
 	if (removed(r))
 		return -EIDRM;
-	return take(r, &seen);
+	return zinc__take(r, &seen);
 }
 
-static void deadline_after(struct timespec *ts, uint64_t ns)
+void zinc__deadline_after(struct timespec *ts, uint64_t ns)
 {
 	clock_gettime(CLOCK_MONOTONIC, ts);
 	ns += (uint64_t)ts->tv_nsec;
@@ -148,7 +145,7 @@ static void deadline_after(struct timespec *ts, uint64_t ns)
 	ts->tv_nsec = (long)(ns % 1000000000u);
 }
 
-static int before(const struct timespec *a, const struct timespec *b)
+int zinc__before(const struct timespec *a, const struct timespec *b)
 {
 	return a->tv_sec < b->tv_sec ||
 	       (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
@@ -161,14 +158,14 @@ static int spin(zinc_region *r, const struct timespec *spin_end)
 	for (unsigned i = 1;; i++) {
 		if (removed(r))
 			return -EIDRM;
-		int rc = take(r, &seen);
+		int rc = zinc__take(r, &seen);
 		if (rc != -EAGAIN)
 			return rc;
 		cpu_relax();
 		if (i % 64 == 0) {
 			struct timespec now;
 			clock_gettime(CLOCK_MONOTONIC, &now);
-			if (!before(&now, spin_end))
+			if (!zinc__before(&now, spin_end))
 				return -EAGAIN;
 			/* The notifier may be waiting for this very CPU
 			 * (same CPU, or a real-time policy): let it run. */
@@ -184,7 +181,7 @@ int32_t zinc_wait(zinc_region *r, uint32_t timeout_ms)
 		return -EINVAL;
 	if (removed(r))
 		return -EIDRM;
-	int rc = take(r, &seen);
+	int rc = zinc__take(r, &seen);
 	if (rc != -EAGAIN)
 		return rc;
 	if (timeout_ms == 0)
@@ -193,11 +190,11 @@ int32_t zinc_wait(zinc_region *r, uint32_t timeout_ms)
 	int forever = timeout_ms == UINT32_MAX;
 	struct timespec deadline;
 	if (!forever)
-		deadline_after(&deadline, (uint64_t)timeout_ms * 1000000u);
+		zinc__deadline_after(&deadline, (uint64_t)timeout_ms * 1000000u);
 	if (r->spin_ns) {
 		struct timespec spin_end;
-		deadline_after(&spin_end, r->spin_ns);
-		if (!forever && before(&deadline, &spin_end))
+		zinc__deadline_after(&spin_end, r->spin_ns);
+		if (!forever && zinc__before(&deadline, &spin_end))
 			spin_end = deadline;
 		rc = spin(r, &spin_end);
 		if (rc != -EAGAIN)
@@ -210,19 +207,19 @@ int32_t zinc_wait(zinc_region *r, uint32_t timeout_ms)
 			rc = -EIDRM;
 			break;
 		}
-		rc = take(r, &seen);
+		rc = zinc__take(r, &seen);
 		if (rc != -EAGAIN)
 			break;
 		/* Sleep in slices, to notice a name removed without the flag.
 		 * EINTR, EAGAIN and spurious wakes loop; the absolute deadline
 		 * keeps the total timeout exact across them. */
 		struct timespec until;
-		deadline_after(&until, SLICE_NS);
-		int last_slice = !forever && !before(&until, &deadline);
+		zinc__deadline_after(&until, ZINC_SLICE_NS);
+		int last_slice = !forever && !zinc__before(&until, &deadline);
 		rc = futex_wait_until(seq_word(r), seen, last_slice ? &deadline : &until);
 		if (rc == -ETIMEDOUT) {
-			int last = removed(r) ? -EIDRM : take(r, &seen);
-			if (last != -EAGAIN || name_gone(r))
+			int last = removed(r) ? -EIDRM : zinc__take(r, &seen);
+			if (last != -EAGAIN || zinc__name_gone(r))
 				rc = last != -EAGAIN ? last : -EIDRM;
 			if (rc != -ETIMEDOUT || last_slice)
 				break;

@@ -7,7 +7,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ZINC_PACKAGES=(gcc meson ninja-build pkg-config libfuse3-dev fuse3
 	python3 python3-pytest inotify-tools attr util-linux procps
 	man-db groff-base mandoc valgrind clang libclang-rt-dev
-	dpkg-dev debhelper lintian)
+	dpkg-dev debhelper lintian libncurses-dev tmux)
 
 die() { echo "error: $*" >&2; exit 1; }
 

@@ -27,31 +27,20 @@
 
 #include <zinc.h>
 #include "../name.h" /* the name rule, shared with libzinc */
+#include "tool.h"
 
 #ifndef ZINC_TOOL_VERSION
 #define ZINC_TOOL_VERSION "unknown"
 #endif
 
-/* Exit codes (documented in usage() and docs/zinc-tool.md). */
-enum {
-	EXIT_OK = 0,
-	EXIT_FAIL = 1,     /* any other error */
-	EXIT_USAGE = 2,    /* bad command line, name or size */
-	EXIT_NOENT = 3,    /* no such region */
-	EXIT_BADMSG = 4,   /* the object is not a valid region */
-	EXIT_EXIST = 5,    /* create: the name is in use */
-	EXIT_PERM = 6,     /* permission denied */
-	EXIT_TIMEOUT = 7,  /* wait: timed out */
-	EXIT_REMOVED = 8,  /* wait/create: the region was removed */
-};
 
 /* gc leaves objects that are not regions alone if they changed recently:
  * a creator may be between creating the object and locking it. */
 #define GC_MIN_AGE_S 10
 
-static const char *prog = "zinc";
+const char *prog = "zinc";
 
-static void usage(FILE *f)
+void usage(FILE *f)
 {
 	fprintf(f,
 "Usage: zinc COMMAND [ARGS]\n"
@@ -74,8 +63,19 @@ static void usage(FILE *f)
 "                           A region owned by nobody is not supported: in libzinc\n"
 "                           such a region is stale and gc removes it.\n"
 "  notify NAME              bump the counter and wake every waiter\n"
-"  wait NAME [TIMEOUT_MS]   wait for the next notification (default: forever);\n"
-"                           prints the counter value seen\n"
+"  wait NAME... [TIMEOUT_MS]\n"
+"                           wait for the next notification of any of the\n"
+"                           regions (default: forever); prints the counter\n"
+"                           value seen, or 'NAME SEQ' per region that fired\n"
+"                           when several are given; exit 8 only if none fired\n"
+"                           and one was removed.  A last all-digits argument\n"
+"                           after a name is the timeout (names may be digits)\n"
+"  watch [--json] [NAME...] stream events until SIGINT/SIGTERM/SIGHUP (exit 0):\n"
+"                           '+NAME SEQ' followed (at start, then each region\n"
+"                           that appears; all regions when no NAME is given),\n"
+"                           'NAME SEQ' notified, '-NAME' removed; --json: one\n"
+"                           {\"event\":\"create|notify|remove\",...} per line\n"
+"  top                      live view of the regions, busiest first (q quits)\n"
 "  rm [-f] NAME...          remove regions (their waiters see 'removed');\n"
 "                           -f: a missing region is not an error\n"
 "  gc [-n|--dry-run] [-v]   remove stale regions (no open handle, owner dead)\n"
@@ -91,7 +91,7 @@ static void usage(FILE *f)
 "  0 success            1 other error           2 bad usage, name or size\n"
 "  3 no such region     4 not a valid region    5 create: name in use\n"
 "  6 permission denied  7 wait: timed out       8 wait/create: region removed\n"
-"  128+N killed by signal N (wait: SIGINT 130, SIGTERM 143)\n"
+"  128+N ended by signal N (wait: SIGINT 130, SIGTERM 143)\n"
 "Errors go to stderr as 'zinc: COMMAND: NAME: reason'.\n"
 "\n"
 "Environment: ZINC_SHM_DIR  region directory (default /dev/shm)\n",
@@ -100,7 +100,7 @@ static void usage(FILE *f)
 
 /* ---- small helpers ---- */
 
-static int exit_for(int err)
+int exit_for(int err)
 {
 	switch (err < 0 ? -err : err) {
 	case 0: return EXIT_OK;
@@ -120,7 +120,7 @@ static int not_a_region(int err)
 	return err == -EBADMSG || err == -EISDIR || err == -ELOOP || err == -ENXIO;
 }
 
-static const char *region_dir(void)
+const char *region_dir(void)
 {
 	const char *d = getenv("ZINC_SHM_DIR");
 	return d && *d ? d : "/dev/shm";
@@ -131,7 +131,7 @@ static void object_path(const char *name, char *buf, size_t n)
 	snprintf(buf, n, "%s/%s%s", region_dir(), ZINC_OBJECT_PREFIX, name);
 }
 
-static int check_name(const char *cmd, const char *name)
+int check_name(const char *cmd, const char *name)
 {
 	if (zinc__valid_name(name))
 		return 0;
@@ -141,7 +141,7 @@ static int check_name(const char *cmd, const char *name)
 	return EXIT_USAGE;
 }
 
-static int fail(const char *cmd, const char *name, int err)
+int fail(const char *cmd, const char *name, int err)
 {
 	fprintf(stderr, "%s: %s: %s: %s\n", prog, cmd, name, zinc_strerror(err));
 	return exit_for(err);
@@ -170,7 +170,7 @@ static size_t utf8_len(const unsigned char *s)
 }
 
 /* A JSON string.  Bytes that are not UTF-8 come out as \u00XX. */
-static void json_str(FILE *f, const char *str)
+void json_str(FILE *f, const char *str)
 {
 	const unsigned char *s = (const unsigned char *)str;
 	fputc('"', f);
@@ -199,7 +199,7 @@ static void json_str(FILE *f, const char *str)
 
 /* A name for text output: unprintable bytes, space and backslash escaped
  * as \xNN / \\ so every name is one shell-safe-ish word. */
-static void text_name(char *out, size_t n, const char *name)
+void text_name(char *out, size_t n, const char *name)
 {
 	size_t o = 0;
 	for (const unsigned char *s = (const unsigned char *)name; *s && o + 5 < n; s++) {
@@ -213,7 +213,7 @@ static void text_name(char *out, size_t n, const char *name)
 	out[o] = 0;
 }
 
-static void human_size(char *buf, size_t n, uint64_t v)
+void human_size(char *buf, size_t n, uint64_t v)
 {
 	static const char suffix[] = "KMG";
 	int i = -1;
@@ -268,15 +268,11 @@ static int parse_size(const char *s, uint64_t *out)
 
 /* ---- command-line parsing ---- */
 
-struct opt {
-	const char *shrt, *lng;
-	int *flag;
-};
 
 /* Split argv (after the command) into known flags and positionals.
  * Returns the number of positionals, -1 after printing a usage error,
  * -2 for --help. */
-static int parse_args(const char *cmd, int argc, char **argv, struct opt *opts,
+int parse_args(const char *cmd, int argc, char **argv, struct opt *opts,
 		      char **pos, int max_pos)
 {
 	int npos = 0, dashdash = 0;
@@ -312,22 +308,6 @@ static int parse_args(const char *cmd, int argc, char **argv, struct opt *opts,
 	return npos;
 }
 
-#define PARSE(cmd, opts, pos, min, max)                                          \
-	do {                                                                     \
-		int n_ = parse_args(cmd, argc, argv, opts, pos, max);            \
-		if (n_ == -2) {                                                  \
-			usage(stdout);                                           \
-			return EXIT_OK;                                             \
-		}                                                                \
-		if (n_ < 0)                                                      \
-			return EXIT_USAGE;                                          \
-		if (n_ < (min)) {                                                \
-			fprintf(stderr, "%s: %s: missing argument (see zinc --help)\n", \
-				prog, cmd);                                      \
-			return EXIT_USAGE;                                          \
-		}                                                                \
-		npos = n_;                                                       \
-	} while (0)
 
 /* ---- objects in the region directory ---- */
 
@@ -663,7 +643,7 @@ static int cmd_info(int argc, char **argv)
 /* ---- create ---- */
 
 /* The signals that end a holder (create) or a waiter (wait). */
-static void end_signals(sigset_t *set)
+void end_signals(sigset_t *set)
 {
 	sigemptyset(set);
 	sigaddset(set, SIGINT);
@@ -855,104 +835,6 @@ static int cmd_notify(int argc, char **argv)
 		return fail("notify", pos[0], rc);
 	zinc_notify(r);
 	zinc_close(r);
-	return EXIT_OK;
-}
-
-/* ---- wait ---- */
-
-static zinc_region *volatile g_watched;
-
-/* SIGINT/SIGTERM/SIGHUP while waiting: stop counting as a waiter (two
- * atomic operations, safe here) so notifiers do not keep issuing wakes
- * for a waiter that is gone, then exit like a shell would report it. */
-static void on_wait_signal(int sig)
-{
-	zinc_region *r = g_watched;
-	if (r)
-		zinc_watch(r, 0);
-	_exit(128 + sig);
-}
-
-static int cmd_wait(int argc, char **argv)
-{
-	int npos;
-	char *pos[2];
-	PARSE("wait", NULL, pos, 1, 2);
-	const char *name = pos[0];
-	uint32_t timeout = UINT32_MAX; /* forever */
-	if (check_name("wait", name))
-		return EXIT_USAGE;
-	if (npos == 2) {
-		char *end;
-		errno = 0;
-		unsigned long long t = strtoull(pos[1], &end, 10);
-		if (pos[1][0] < '0' || pos[1][0] > '9' || *end || errno ||
-		    t >= UINT32_MAX) {
-			fprintf(stderr, "%s: wait: invalid TIMEOUT_MS '%s' (0 to %u)\n",
-				prog, pos[1], UINT32_MAX - 1);
-			return EXIT_USAGE;
-		}
-		timeout = (uint32_t)t;
-	}
-
-	sigset_t set;
-	end_signals(&set);
-	struct sigaction sa = { .sa_handler = on_wait_signal };
-	sigfillset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-
-	/* An observer handle: waiting does not keep the region alive, so the
-	 * owner's close removes it and we report that (exit 8). */
-	zinc_region *r;
-	int rc = zinc_open_ex(name, ZINC_OPEN_OBSERVE, &r);
-	if (rc)
-		return fail("wait", name, rc);
-
-	/* Announce ourselves, then read the counter: a notifier bumps the
-	 * counter and then reads the waiter count, so either it wakes us or
-	 * the futex below sees a new value.  Only notifications after this
-	 * point count. */
-	sigprocmask(SIG_BLOCK, &set, NULL);
-	zinc_watch(r, 1);
-	g_watched = r;
-	sigprocmask(SIG_UNBLOCK, &set, NULL);
-	const uint32_t *word = zinc_futex_word(r);
-	uint32_t base = __atomic_load_n(word, __ATOMIC_SEQ_CST), cur = base;
-	struct timespec deadline;
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += (time_t)(timeout / 1000);
-	deadline.tv_nsec += (long)(timeout % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
-	for (;;) {
-		/* Removal sets the flag before it bumps the counter. */
-		if (zinc_removed(r) == 1) {
-			rc = -EIDRM;
-			break;
-		}
-		cur = __atomic_load_n(word, __ATOMIC_SEQ_CST);
-		if (cur != base) {
-			rc = 0;
-			break;
-		}
-		if (futex_wait(word, base, timeout == UINT32_MAX ? NULL : &deadline) < 0 &&
-		    errno == ETIMEDOUT) {
-			cur = __atomic_load_n(word, __ATOMIC_SEQ_CST);
-			rc = zinc_removed(r) == 1 ? -EIDRM : cur != base ? 0 : -ETIMEDOUT;
-			break;
-		}
-	}
-	sigprocmask(SIG_BLOCK, &set, NULL);
-	g_watched = NULL;
-	zinc_watch(r, 0);
-	zinc_close(r);
-	if (rc)
-		return fail("wait", name, rc);
-	printf("%u\n", cur);
 	return EXIT_OK;
 }
 
@@ -1228,7 +1110,7 @@ int main(int argc, char **argv)
 	} cmds[] = {
 		{ "ls", cmd_ls }, { "info", cmd_info }, { "create", cmd_create },
 		{ "notify", cmd_notify }, { "wait", cmd_wait }, { "rm", cmd_rm },
-		{ "gc", cmd_gc },
+		{ "gc", cmd_gc }, { "watch", cmd_watch }, { "top", cmd_top },
 	};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (!strcmp(cmd, cmds[i].name)) {

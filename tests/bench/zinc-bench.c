@@ -27,6 +27,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -824,6 +825,117 @@ static void row3(void)
 }
 
 /* ------------------------------------------------------------------ */
+/* row 8: zinc_wait_any over N handles, the last one notified */
+
+#define WA_MAX 1024
+
+struct wa_arg {
+	char prefix[64];          /* regions PREFIX_0..PREFIX_{N-1}, PREFIX_pong */
+	int n, any;               /* any: zinc_wait_any over n, else zinc_wait */
+	long rounds;              /* warm-up included */
+};
+
+static void wa_name(char *buf, size_t size, const char *prefix, int i)
+{
+	if (i < 0)
+		snprintf(buf, size, "%s_pong", prefix);
+	else
+		snprintf(buf, size, "%s_%d", prefix, i);
+}
+
+static zinc_region *wa_open(const char *prefix, int i)
+{
+	char name[96];
+	zinc_region *r;
+	wa_name(name, sizeof(name), prefix, i);
+	int rc = zinc_open(name, &r);
+	if (rc)
+		die("zinc_open %s: %s", name, zinc_strerror(rc));
+	return r;
+}
+
+/* The waiter: waits for the last region (in the last helper's share when
+ * n > 128), answers on pong. */
+static int wa_child(void *a)
+{
+	struct wa_arg *arg = a;
+	static zinc_region *h[WA_MAX];
+	static int32_t ready[WA_MAX];
+	for (int i = 0; i < arg->n; i++)
+		h[i] = wa_open(arg->prefix, i);
+	zinc_region *pong = wa_open(arg->prefix, -1);
+	/* Earlier cases' notifications are not ours; then tell we are ready. */
+	for (int i = 0; i < arg->n; i++)
+		zinc_try_wait(h[i]);
+	zinc_notify(pong);
+	for (long r = 0; r < arg->rounds; r++) {
+		int rc = arg->any ? zinc_wait_any(h, (uint32_t)arg->n, ready, NULL,
+						  UINT32_MAX, 0)
+				  : zinc_wait(h[arg->n - 1], UINT32_MAX);
+		if (rc != (arg->any ? 1 : 0) || (arg->any && ready[arg->n - 1] != 1))
+			die("row 8: wait returned %d", rc);
+		zinc_notify(pong);
+	}
+	return 0;
+}
+
+static void row8(void)
+{
+	long warm = 200, rounds = opt.quick ? 2000 : 10000;
+	static const struct { int n, any; const char *name; } cases[] = {
+		{ 1, 0, "zinc_wait, 1 handle (baseline)" },
+		{ 1, 1, "zinc_wait_any, 1 handle" },
+		{ 128, 1, "zinc_wait_any, 128 handles, last notified" },
+		{ 1024, 1, "zinc_wait_any, 1,024 handles, last notified" },
+	};
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	uint64_t *out = malloc((size_t)rounds * sizeof(*out));
+	static zinc_region *owner[WA_MAX + 1];
+	struct wa_arg arg;
+	region_name(arg.prefix, sizeof(arg.prefix), "any");
+	for (int i = -1; i < WA_MAX; i++) {
+		char name[96];
+		wa_name(name, sizeof(name), arg.prefix, i);
+		int rc = zinc_create(name, (uintptr_t)sysconf(_SC_PAGESIZE), &owner[i + 1]);
+		if (rc)
+			die("zinc_create %s: %s", name, zinc_strerror(rc));
+	}
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		arg.n = cases[k].n;
+		arg.any = cases[k].any;
+		arg.rounds = warm + rounds;
+		zinc_region *ping = owner[arg.n]; /* region n-1 */
+		zinc_region *pong = wa_open(arg.prefix, -1);
+		zinc_try_wait(pong);
+		pid_t pid = spawn(wa_child, &arg);
+		if (zinc_wait(pong, UINT32_MAX))
+			die("row 8: waiter not ready");
+		for (long r = 0; r < warm + rounds; r++) {
+			uint64_t t0 = now_ns();
+			zinc_notify(ping);
+			if (zinc_wait(pong, UINT32_MAX))
+				die("row 8: pong wait failed");
+			if (r >= warm)
+				out[r - warm] = now_ns() - t0;
+		}
+		reap(pid, "row 8 waiter");
+		zinc_close(pong);
+		add_result("8", cases[k].name, "any", "us", out, (size_t)rounds, 1000.0,
+			   "round trips");
+	}
+	for (size_t k = 1; k < sizeof(cases) / sizeof(cases[0]); k++)
+		set_ratio(find_result("8", cases[k].name, "any"),
+			  find_result("8", cases[0].name, "any"));
+	for (int i = 0; i <= WA_MAX; i++)
+		zinc_close(owner[i]);
+	free(out);
+}
+
+/* ------------------------------------------------------------------ */
 /* targets on rows 1-3 */
 
 static void targets_lib(void)
@@ -1119,6 +1231,10 @@ int main(int argc, char **argv)
 	if (want_row(3)) {
 		fprintf(stderr, "zinc-bench: row 3 (fan-out)...\n");
 		row3();
+	}
+	if (want_row(8)) {
+		fprintf(stderr, "zinc-bench: row 8 (zinc_wait_any)...\n");
+		row8();
 	}
 	targets_lib();
 	fs_rows(want_row);

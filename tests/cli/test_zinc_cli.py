@@ -46,7 +46,8 @@ def age(path, seconds=3600):
 
 def test_help_version_and_usage_errors(zc):
     r = zc.ok("--help")
-    for word in ("ls", "info", "create", "notify", "wait", "rm", "gc",
+    for word in ("ls", "info", "create", "notify", "wait", "watch", "top",
+                 "rm", "gc",
                  "--json", "--background", "--dry-run", "Exit status",
                  "ZINC_SHM_DIR"):
         assert word in r.stdout
@@ -339,10 +340,15 @@ def test_wait_and_notify_errors(zc):
         r = zc.run(*cmd)
         assert r.returncode == NOENT and "No such region" in r.stderr, r
     zc.hold("w")
-    for t in ("-1", "x", "1.5", "4294967295", "99999999999999999999", ""):
+    for t, why in (("-1", "unknown option"),
+                   ("4294967295", "invalid TIMEOUT_MS"),
+                   ("99999999999999999999", "invalid TIMEOUT_MS"),
+                   # not digits: a second region name
+                   ("1.5", "invalid region name"), ("", "invalid region name")):
         r = zc.run("wait", "w", t)
-        why = "unknown option" if t.startswith("-") else "invalid TIMEOUT_MS"
         assert r.returncode == USAGE and why in r.stderr, (t, r)
+    r = zc.run("wait", "w", "x")
+    assert r.returncode == NOENT and "x: No such region" in r.stderr, r
 
 
 def test_interop_with_example_programs(zc):

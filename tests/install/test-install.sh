@@ -9,7 +9,7 @@
 #                                              .debs unpacked by test-deb.sh)
 #
 # Checks: the file layout; libzinc.so.1 exports exactly the functions of
-# zinc.h (version node ZINC_1) and libzinc.a hides its internals; the
+# zinc.h (each in its node of libzinc.map) and libzinc.a hides its internals; the
 # README's example builds with `cc prog.c $(pkg-config --cflags --libs
 # libzinc)` against the tree and runs with LD_LIBRARY_PATH; the man pages;
 # `systemd-analyze verify` of the mount unit; and mounting with
@@ -148,12 +148,20 @@ echo "== [${SECONDS}s] symbols"
 sed -n 's/^[a-z][a-z0-9_ ]*[ *]\(zinc_[a-z_]*\)(.*/\1/p' "$SRC/include/zinc.h" | sort -u >"$T/api"
 nm -D --defined-only "$LIBDIR/libzinc.so.1" | awk '{print $2, $3}' | sort >"$T/dynsym"
 awk '$1 == "T" {print $2}' "$T/dynsym" >"$T/exported"
-sed 's/$/@@ZINC_1/' "$T/api" >"$T/api.versioned"
+# Each function's version node (ZINC_1, ZINC_1.1, ...), from libzinc.map.
+awk '/^ZINC_[0-9.]* *\{/ {node = $1} /global:/ {g = 1; next} /local:|\}/ {g = 0}
+     g {gsub(/;/, " "); for (i = 1; i <= NF; i++) print $i "@@" node}' \
+	"$SRC/libzinc/libzinc.map" | sort >"$T/api.versioned"
 [ "$(wc -l <"$T/api")" -ge 20 ] || die "could not read the API from zinc.h"
-check "nm -D: exactly the $(wc -l <"$T/api") functions of zinc.h, version ZINC_1" \
+sed 's/@@.*//' "$T/exported" | sort -u >"$T/exported.names"
+check "nm -D: exactly the $(wc -l <"$T/api") functions of zinc.h" \
+	cmp -s "$T/api" "$T/exported.names"
+explain "$(diff "$T/api" "$T/exported.names")"
+check "nm -D: each in its version node of libzinc.map" \
 	cmp -s "$T/exported" "$T/api.versioned"
 explain "$(diff "$T/api.versioned" "$T/exported")"
-others=$(awk '$1 != "T" && !($1 == "A" && $2 == "ZINC_1")' "$T/dynsym")
+nodes=$(sed 's/.*@@//' "$T/api.versioned" | sort -u | tr '\n' ' ')
+others=$(awk -v nodes=" $nodes" '$1 != "T" && !($1 == "A" && index(nodes, " " $2 " "))' "$T/dynsym")
 check "nm -D: no other defined dynamic symbols" test -z "$others"
 explain "$others"
 check "SONAME libzinc.so.1" sh -c "objdump -p '$LIBDIR/libzinc.so.1' | grep -q 'SONAME *libzinc.so.1\$'"

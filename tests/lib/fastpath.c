@@ -9,12 +9,14 @@
  * the wakes that do happen.  Also: the waiter count returns to 0 after every
  * kind of wait, ZINC_ALWAYS_WAKE makes notify always issue the wake, and a
  * handle counted in the header's ref_count but not by libzinc (zinc-core's)
- * makes notify wake by default.
+ * makes notify wake by default.  The same holds for zinc_wait_any's
+ * waiters.
  */
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/futex.h>
 #include <linux/seccomp.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <ucontext.h>
 #include "testutil.h"
@@ -384,6 +386,48 @@ static void test_foreign_handle_wakes(void)
 	zinc_close(r);
 }
 
+/* zinc_wait_any over 200 handles (helper threads past 128): while it
+ * sleeps, a notify of any of its regions issues the wake; once it
+ * returned, notifies of all of them are syscall-free again. */
+#define ANY_N 200
+static zinc_region *any_h[ANY_N];
+
+static void *any_waiter(void *arg)
+{
+	int32_t ready[ANY_N];
+	*(pid_t *)arg = gettid();
+	int rc = zinc_wait_any(any_h, ANY_N, ready, NULL, 20000, 0);
+	return (void *)(intptr_t)(rc == 1 && ready[150] == 1);
+}
+
+static void test_wait_any_fast_path(void)
+{
+	char name[32];
+	for (int i = 0; i < ANY_N; i++) {
+		snprintf(name, sizeof(name), "any%d", i);
+		CHECK_OK(zinc_create(name, tu_page(), &any_h[i]));
+	}
+	volatile pid_t tid = 0;
+	pthread_t t;
+	CHECK_EQ(pthread_create(&t, NULL, any_waiter, (void *)&tid), 0);
+	while (!tid)
+		tu_pause_us(100);
+	CHECK_THREAD_ASLEEP(tid);
+	CHECK_EQ(tu_waiters(any_h[0]), 1);
+	CHECK_EQ(tu_waiters(any_h[150]), 1);
+	CHECK_EQ(notify_counted("any150", NULL, 1), 1);
+	void *ok;
+	CHECK_EQ(pthread_join(t, &ok), 0);
+	CHECK(ok == (void *)1);
+	CHECK_EQ(notify_counted("any150", NULL, 50), 0);
+	CHECK_EQ(notify_counted("any0", NULL, 50), 0);
+	CHECK_EQ(notify_counted("any199", NULL, 50), 0);
+	for (int i = 0; i < ANY_N; i++) {
+		CHECK_EQ(tu_waiters(any_h[i]), 0);
+		zinc_close(any_h[i]);
+	}
+}
+
 int main(void)
 {
 	tu_init();
@@ -392,5 +436,6 @@ int main(void)
 	TU_RUN(test_waiter_count_returns_to_zero);
 	TU_RUN(test_always_wake);
 	TU_RUN(test_foreign_handle_wakes);
+	TU_RUN(test_wait_any_fast_path);
 	return T_PASS;
 }
