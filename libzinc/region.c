@@ -202,8 +202,9 @@ static void unclaim(int fd, struct zinc_ext *ext, uint64_t token)
  */
 static int unlink_claimed(struct zinc_region *r)
 {
-	if ((r->hdr && zinc__flags(r) & ZINC_FLAG_REMOVED) ||
-	    !names_object(r->fd, r->path))
+	/* The name decides, not the removed flag: a flagged object still
+	 * under its name (a forged or scribbled header) is stale and goes. */
+	if (!names_object(r->fd, r->path))
 		return -ENOENT;
 	if (unlink(r->path) < 0)
 		return neg_errno(errno);

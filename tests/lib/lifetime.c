@@ -282,6 +282,30 @@ static void test_open_after_removal(void)
 	zinc_close(o);
 }
 
+/* A dead owner's region whose removed flag is set while its name stays (a
+ * scribbled or forged header): open says it is gone, and create replaces
+ * it instead of failing -EEXIST forever (found by region_fuzz's seeds). */
+static void test_create_replaces_flagged_stale_region(void)
+{
+	pid_t pid = fork();
+	CHECK_SYS(pid);
+	if (pid == 0) {
+		zinc_region *c;
+		_exit(zinc_create("flagged", tu_page(), &c) == 0 ? 0 : 1);
+	}
+	int st;
+	CHECK_SYS(waitpid(pid, &st, 0));
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	struct zinc_header *h = tu_map_header("flagged");
+	__atomic_fetch_or(&h->flags, ZINC_FLAG_REMOVED, __ATOMIC_SEQ_CST);
+	munmap(h, tu_page());
+	zinc_region *r = (zinc_region *)1, *n;
+	CHECK_RC(zinc_open("flagged", &r), -ENOENT);
+	CHECK_OK(zinc_create("flagged", 2 * tu_page(), &n));
+	CHECK(zinc_capacity(n) == 2 * tu_page() && !zinc_removed(n));
+	zinc_close(n);
+}
+
 /*
  * A process that forks a long-lived child (which never touches the
  * handles), or dup()s zinc_fd(), then closes its handle: the copy of the
@@ -360,6 +384,7 @@ int main(void)
 	TU_RUN(test_close_never_unlinks_newer);
 	TU_RUN(test_observers);
 	TU_RUN(test_open_after_removal);
+	TU_RUN(test_create_replaces_flagged_stale_region);
 	TU_RUN(test_fd_copies_keep_nothing);
 	return T_PASS;
 }
