@@ -616,8 +616,13 @@ int main(int argc, char **argv)
 
 	zfs_guard_init();
 	/* No user holding files open takes more than a quarter of our file
-	 * descriptors: root and other users keep the rest. */
+	 * descriptors: root and other users keep the rest.  Not counted:
+	 * the splice pipe each worker may hold (2 descriptors, see zfs_read;
+	 * without one libfuse copies). */
 	rlim_t nofile = raise_fd_limit();
+	rlim_t pipes = 2 * (rlim_t)(opts.singlethread ? 1 : opts.max_threads);
+	if (nofile != RLIM_INFINITY)
+		nofile = nofile > 2 * pipes ? nofile - pipes : nofile / 2;
 	zfs_cfg.user_files = nofile == RLIM_INFINITY || nofile / 4 > SIZE_MAX ? SIZE_MAX
 			     : nofile / 4 > 16 ? (size_t)(nofile / 4) : 16;
 	if (o.user_files) {
