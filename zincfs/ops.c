@@ -95,9 +95,12 @@ static void zfs_init(void *userdata, struct fuse_conn_info *conn)
 	/* The kernel splits a larger write(2) into FUSE writes of at most
 	 * this many bytes: to NAME.notify, one notification each (zincfs(8)). */
 	log_info("max_write %u", conn->max_write);
-	/* READ replies spliced from the shm object (zfs_read). */
+	/* READ replies spliced from the shm object (zfs_read), in READs
+	 * as large as the splice pipe takes (-o max_read, main.c). */
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE;
+	conn->max_read = zfs_cfg.max_read;
+	log_info("max_read %u, max_readahead %u", conn->max_read, conn->max_readahead);
 }
 
 static int root_stat(struct stat *st)
@@ -328,6 +331,7 @@ static struct region *file_closed(fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void zfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	zfs_read_ahead_once(); /* before anything is read */
 	if (ino == ROOT_INO) {
 		fuse_reply_err(req, EISDIR);
 		return;
@@ -571,6 +575,7 @@ static int create_common(fuse_req_t req, fuse_ino_t parent, const char *name,
 static void zfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		       mode_t mode, struct fuse_file_info *fi)
 {
+	zfs_read_ahead_once(); /* before anything is read */
 	struct region *r;
 	struct fuse_entry_param e;
 	struct nfile *nf = calloc(1, sizeof(*nf));
