@@ -599,7 +599,7 @@ static int read_opts(const struct zfs_opts *o)
 void zfs_read_ahead_once(void)
 {
 	static int done;
-	if (zfs_cfg.read_ahead_kb < 0 || __atomic_exchange_n(&done, 1, __ATOMIC_ACQ_REL))
+	if (__atomic_exchange_n(&done, 1, __ATOMIC_ACQ_REL))
 		return;
 	char path[96], val[32];
 	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", mount_dev);

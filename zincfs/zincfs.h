@@ -24,7 +24,7 @@ struct zfs_config {
 	const char *mountpoint; /* absolute, once mounted */
 	size_t user_files;      /* open files one user may hold (cred_files_take) */
 	unsigned max_read;      /* bytes per FUSE READ of a data file */
-	long read_ahead_kb;     /* the mount's readahead to set, or -1 */
+	long read_ahead_kb;     /* the mount's readahead to set (KiB) */
 	int read_ahead_given;   /* -o read_ahead_kb given: failing to set it is a warning */
 };
 extern struct zfs_config zfs_cfg;
