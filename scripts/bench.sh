@@ -2,7 +2,7 @@
 # Benchmarks: libzinc and zincfs next to the kernel's own mechanisms, every
 # figure with its baseline from the same run (issue 4, docs/BENCHMARKS.md).
 #
-#   scripts/bench.sh [--quick] [--no-fs] [--spin-ns NS] [--rows 1,2,...]
+#   scripts/bench.sh [--quick] [--no-fs] [--spin-ns NS] [--rows 1,2,...] [--fs-opts OPTS]
 #
 # Builds an optimized build dir (build-bench: release, -O2, no sanitizers),
 # runs tests/bench/zinc-bench against a private region directory, mounts
@@ -11,19 +11,23 @@
 # build-bench/results.txt, and draws build-bench/bench.png (gnuplot).
 # Cleans up always: unmount, stop the daemon, remove the region directory.
 # --quick: fewer samples, under a minute.  Full run: under five minutes.
+# --fs-opts OPTS: more zincfs -o options, e.g. max_read=128K,read_ahead_kb=128
+# to measure row 5 without the larger READs.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-QUICK=() NOFS=0 SPIN=() ROWS=()
+QUICK=() NOFS=0 SPIN=() ROWS=() FS_OPTS=""
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick) QUICK=(--quick) ;;
 	--no-fs) NOFS=1 ;;
 	--spin-ns) SPIN=(--spin-ns "$2"); shift ;;
 	--rows) ROWS=(--rows "$2"); shift ;;
-	-h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-	*) echo "usage: $0 [--quick] [--no-fs] [--spin-ns NS] [--rows 1,2,...]" >&2; exit 2 ;;
+	--fs-opts) FS_OPTS=",$2"; shift ;;
+	-h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	*) echo "usage: $0 [--quick] [--no-fs] [--spin-ns NS] [--rows 1,2,...] [--fs-opts OPTS]" >&2
+	   exit 2 ;;
 	esac
 	shift
 done
@@ -111,7 +115,7 @@ export ZINC_SHM_DIR=$SHM
 # ---- zincfs mount ----
 if [ -z "$FS_WHY" ]; then
 	MNT=$(mktemp -d /tmp/zinc-bench-mnt.XXXXXX)
-	"$BUILD/zincfs/zincfs" -f -o "shm_dir=$SHM,max_threads=$MAX_THREADS" "$MNT" \
+	"$BUILD/zincfs/zincfs" -f -o "shm_dir=$SHM,max_threads=$MAX_THREADS$FS_OPTS" "$MNT" \
 		2>"$TMP/zincfs.log" &
 	DAEMON_PID=$!
 	deadline=$(( $(date +%s) + 10 ))
@@ -126,7 +130,7 @@ if [ -z "$FS_WHY" ]; then
 		sleep 0.05
 	done
 	if [ -z "$FS_WHY" ]; then
-		say "zincfs mounted on $MNT (pid $DAEMON_PID, max_threads=$MAX_THREADS)"
+		say "zincfs mounted on $MNT (pid $DAEMON_PID, max_threads=$MAX_THREADS$FS_OPTS)"
 		FS_ARGS=(--mnt "$MNT" --daemon-pid "$DAEMON_PID" --max-threads "$MAX_THREADS")
 	fi
 fi

@@ -157,6 +157,8 @@ static void fuse_log_to_ours(enum fuse_log_level level, const char *fmt, va_list
 struct zfs_opts {
 	char *region_size;
 	char *user_files;
+	char *max_read;
+	char *read_ahead_kb;
 	char *shm_dir;
 	char *pos[3];
 	int npos;
@@ -168,6 +170,8 @@ static const struct fuse_opt zfs_opt_spec[] = {
 	{ "region_size=%s", offsetof(struct zfs_opts, region_size), 0 },
 	{ "shm_dir=%s", offsetof(struct zfs_opts, shm_dir), 0 },
 	{ "user_files=%s", offsetof(struct zfs_opts, user_files), 0 },
+	{ "max_read=%s", offsetof(struct zfs_opts, max_read), 0 },
+	{ "read_ahead_kb=%s", offsetof(struct zfs_opts, read_ahead_kb), 0 },
 	/* fstab/systemd/mount(8) options with no meaning here */
 	FUSE_OPT_KEY("_netdev", KEY_IGNORE),
 	FUSE_OPT_KEY("nofail", KEY_IGNORE),
@@ -230,6 +234,11 @@ static void usage(const char *prog)
 	       "                           (default: $ZINC_SHM_DIR or /dev/shm)\n"
 	       "    -o user_files=N        open files one user other than root may hold\n"
 	       "                           (default: a quarter of the file limit)\n"
+	       "    -o max_read=SIZE       bytes per FUSE read of a data file, a page\n"
+	       "                           multiple up to 1M (default: what fits in a\n"
+	       "                           pipe of fs.pipe-max-size, at most 1M)\n"
+	       "    -o read_ahead_kb=N     the mount's readahead in KiB, set by root\n"
+	       "                           (default: 4 x max_read)\n"
 	       "    default_permissions is always on; _netdev, nofail, noauto, auto, user,\n"
 	       "    users, defaults, rw and x-systemd.* are accepted and ignored.\n\n",
 	       prog);
@@ -531,6 +540,84 @@ static void load_unwinder(void)
 	}
 }
 
+/*
+ * READs of data files are spliced from the shm object through a pipe per
+ * libfuse worker (ops.c, zfs_read), which libfuse grows to hold the reply
+ * plus three pages; without privilege a pipe grows to fs.pipe-max-size.  A
+ * larger READ is copied instead.  The default: the largest READ that fits,
+ * at least the kernel's default of 128K, at most libfuse 3.14's 256 pages.
+ */
+#define MAX_READ_MOST (256 * zfs_cfg.page)
+static unsigned default_max_read(void)
+{
+	unsigned long pipe_max = 0;
+	FILE *f = fopen("/proc/sys/fs/pipe-max-size", "re");
+	if (f) {
+		if (fscanf(f, "%lu", &pipe_max) != 1)
+			pipe_max = 0;
+		fclose(f);
+	}
+	size_t n = pipe_max > 4 * zfs_cfg.page ? (pipe_max - 4 * zfs_cfg.page) / zfs_cfg.page
+						   * zfs_cfg.page : 0;
+	n = n < (128u << 10) ? (128u << 10) : n;
+	return (unsigned)(n < MAX_READ_MOST ? n : MAX_READ_MOST);
+}
+
+static int read_opts(const struct zfs_opts *o)
+{
+	uint64_t n;
+	zfs_cfg.max_read = default_max_read();
+	if (o->max_read) {
+		if (parse_size(o->max_read, &n) || n == 0 || n % zfs_cfg.page ||
+		    n > MAX_READ_MOST) {
+			log_error("max_read=%s: must be a positive multiple of the page size "
+				  "(%zu) up to %zuK, with an optional K or M suffix",
+				  o->max_read, zfs_cfg.page, MAX_READ_MOST >> 10);
+			return -1;
+		}
+		zfs_cfg.max_read = (unsigned)n;
+	}
+	zfs_cfg.read_ahead_kb = 4 * (zfs_cfg.max_read >> 10);
+	if (o->read_ahead_kb) {
+		char *end;
+		errno = 0;
+		long kb = strtol(o->read_ahead_kb, &end, 10);
+		if (errno || end == o->read_ahead_kb || *end || kb < 0 || kb > (1L << 20)) {
+			log_error("read_ahead_kb=%s: must be a number of KiB from 0 to %ld",
+				  o->read_ahead_kb, 1L << 20);
+			return -1;
+		}
+		zfs_cfg.read_ahead_kb = kb;
+		zfs_cfg.read_ahead_given = 1;
+	}
+	return 0;
+}
+
+/* The kernel sets a FUSE mount's readahead (its bdi's, named after the
+ * mount's device) to at most 128K when it takes our INIT reply; only root
+ * may raise it, through sysfs.  Not a FUSE request: any thread may. */
+void zfs_read_ahead_once(void)
+{
+	static int done;
+	if (__atomic_exchange_n(&done, 1, __ATOMIC_ACQ_REL))
+		return;
+	char path[96], val[32];
+	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", mount_dev);
+	int len = snprintf(val, sizeof(val), "%ld\n", zfs_cfg.read_ahead_kb);
+	int fd = mount_dev[0] ? open(path, O_WRONLY | O_CLOEXEC) : -1;
+	int err = fd < 0 ? (mount_dev[0] ? errno : ENOENT)
+		  : write(fd, val, (size_t)len) == len ? 0 : errno;
+	if (fd >= 0)
+		close(fd);
+	if (err)
+		zfs_log(zfs_cfg.read_ahead_given ? LOG_WARN_ : LOG_INFO_,
+			"cannot set the mount's readahead to %ld KiB (%s): %s",
+			zfs_cfg.read_ahead_kb, mount_dev[0] ? path : "device unknown",
+			strerror(err));
+	else
+		log_info("readahead of the mount: %ld KiB", zfs_cfg.read_ahead_kb);
+}
+
 /* The file limit, raised to its most: every region in use costs a file
  * descriptor. */
 static rlim_t raise_fd_limit(void)
@@ -616,8 +703,13 @@ int main(int argc, char **argv)
 
 	zfs_guard_init();
 	/* No user holding files open takes more than a quarter of our file
-	 * descriptors: root and other users keep the rest. */
+	 * descriptors: root and other users keep the rest.  Not counted:
+	 * the splice pipe each worker may hold (2 descriptors, see zfs_read;
+	 * without one libfuse copies). */
 	rlim_t nofile = raise_fd_limit();
+	rlim_t pipes = 2 * (rlim_t)(opts.singlethread ? 1 : opts.max_threads);
+	if (nofile != RLIM_INFINITY)
+		nofile = nofile > 2 * pipes ? nofile - pipes : nofile / 2;
 	zfs_cfg.user_files = nofile == RLIM_INFINITY || nofile / 4 > SIZE_MAX ? SIZE_MAX
 			     : nofile / 4 > 16 ? (size_t)(nofile / 4) : 16;
 	if (o.user_files) {
@@ -628,6 +720,12 @@ int main(int argc, char **argv)
 		}
 		zfs_cfg.user_files = (size_t)n;
 	}
+	if (read_opts(&o) < 0)
+		goto out_args;
+	char max_read_opt[32];
+	snprintf(max_read_opt, sizeof(max_read_opt), "-omax_read=%u", zfs_cfg.max_read);
+	if (fuse_opt_insert_arg(&args, 1, max_read_opt) < 0)
+		goto out_args;
 	load_unwinder();
 
 	zfs_se = fuse_session_new(&args, &zfs_ops, sizeof(zfs_ops), NULL);
@@ -739,6 +837,8 @@ out_args:
 	free(opts.mountpoint);
 	free(o.region_size);
 	free(o.user_files);
+	free(o.max_read);
+	free(o.read_ahead_kb);
 	free(o.shm_dir);
 	for (int i = 0; i < o.npos && i < 3; i++)
 		free(o.pos[i]);

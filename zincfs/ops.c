@@ -95,6 +95,12 @@ static void zfs_init(void *userdata, struct fuse_conn_info *conn)
 	/* The kernel splits a larger write(2) into FUSE writes of at most
 	 * this many bytes: to NAME.notify, one notification each (zincfs(8)). */
 	log_info("max_write %u", conn->max_write);
+	/* READ replies spliced from the shm object (zfs_read), in READs
+	 * as large as the splice pipe takes (-o max_read, main.c). */
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE;
+	conn->max_read = zfs_cfg.max_read;
+	log_info("max_read %u, max_readahead %u", conn->max_read, conn->max_readahead);
 }
 
 static int root_stat(struct stat *st)
@@ -382,6 +388,7 @@ static void events_file_open(fuse_req_t req, struct fuse_file_info *fi)
 
 static void zfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	zfs_read_ahead_once(); /* before anything is read */
 	if (ino == ROOT_INO) {
 		fuse_reply_err(req, EISDIR);
 		return;
@@ -482,24 +489,41 @@ static void zfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	uint64_t cap = zinc_capacity(r->h);
 	if (off < 0 || (uint64_t)off >= cap) {
-		fuse_reply_buf(req, NULL, 0);
-	} else {
-		size_t n = size < cap - (uint64_t)off ? size : (size_t)(cap - (uint64_t)off);
-		char *buf = malloc(n ? n : 1);
-		/* pread, never the mapping: a truncated object gives a short
-		 * read, not SIGBUS. */
-		ssize_t got = buf ? pread(zinc_fd(r->h), buf, n,
-					  (off_t)zinc_data_offset() + off) : -1;
-		int err = got < 0 ? (buf ? errno : ENOMEM) : 0;
 		region_put(r);
-		if (err)
-			fuse_reply_err(req, err);
-		else
-			fuse_reply_buf(req, buf, (size_t)got);
-		free(buf);
+		fuse_reply_buf(req, NULL, 0);
 		return;
 	}
+	size_t n = size < cap - (uint64_t)off ? size : (size_t)(cap - (uint64_t)off);
+	/*
+	 * Zero-copy: libfuse splices the bytes from the shm object through
+	 * its worker's pipe into the kernel's pages (one copy, no pass
+	 * through our memory).  A truncated object gives a short read, not
+	 * SIGBUS, as with pread.  Our own descriptor: the region's may be
+	 * closed (a resize) once we drop our ref, which we must before the
+	 * reply (see above).  Without one to spare: pread into a buffer.
+	 */
+	int fd = fcntl(zinc_fd(r->h), F_DUPFD_CLOEXEC, 0);
+	if (fd >= 0) {
+		region_put(r);
+		struct fuse_bufvec bv = FUSE_BUFVEC_INIT(n);
+		bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+		bv.buf[0].fd = fd;
+		bv.buf[0].pos = (off_t)zinc_data_offset() + off;
+		/* Not FUSE_BUF_SPLICE_MOVE: the kernel would try to steal
+		 * the shm object's own pages. */
+		fuse_reply_data(req, &bv, 0);
+		close(fd);
+		return;
+	}
+	char *buf = malloc(n ? n : 1);
+	ssize_t got = buf ? pread(zinc_fd(r->h), buf, n, (off_t)zinc_data_offset() + off) : -1;
+	int err = got < 0 ? (buf ? errno : ENOMEM) : 0;
 	region_put(r);
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_buf(req, buf, (size_t)got);
+	free(buf);
 }
 
 static void zfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
@@ -621,6 +645,7 @@ static int create_common(fuse_req_t req, fuse_ino_t parent, const char *name,
 static void zfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		       mode_t mode, struct fuse_file_info *fi)
 {
+	zfs_read_ahead_once(); /* before anything is read */
 	struct region *r;
 	struct fuse_entry_param e;
 	struct nfile *nf = calloc(1, sizeof(*nf));

@@ -23,6 +23,9 @@ struct zfs_config {
 	size_t page;
 	const char *mountpoint; /* absolute, once mounted */
 	size_t user_files;      /* open files one user may hold (cred_files_take) */
+	unsigned max_read;      /* bytes per FUSE READ of a data file */
+	long read_ahead_kb;     /* the mount's readahead to set (KiB) */
+	int read_ahead_given;   /* -o read_ahead_kb given: failing to set it is a warning */
 };
 extern struct zfs_config zfs_cfg;
 extern struct fuse_session *zfs_se;
@@ -32,6 +35,9 @@ enum { LOG_ERR_ = 0, LOG_WARN_ = 1, LOG_INFO_ = 2 };
  * POLLPRI, or -1; zfs_mount_changed() when it fires. */
 int zfs_mount_watch_open(void);
 void zfs_mount_changed(void);
+/* Set the mount's readahead (-o read_ahead_kb) once, after the kernel took
+ * our INIT reply (which would lower it again): at the first open. */
+void zfs_read_ahead_once(void);
 
 void zfs_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #define log_error(...) zfs_log(LOG_ERR_, __VA_ARGS__)

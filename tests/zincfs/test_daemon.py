@@ -109,7 +109,9 @@ def _stray_daemons(marker):
 @pytest.mark.zincfs(start=False)
 @pytest.mark.parametrize("foreground", [False, True])
 @pytest.mark.parametrize("case", ["no_mountpoint", "bad_option", "region_size",
-                                  "region_size_junk"])
+                                  "region_size_junk", "max_read=5000", "max_read=2M",
+                                  "max_read=0", "read_ahead_kb=-1", "read_ahead_kb=12k",
+                                  "read_ahead_kb=2000000"])
 def test_failed_mount_exits_nonzero_with_message(zfs, case, foreground):
     mnt = zfs.mnt
     opts = [f"shm_dir={zfs.shm}"]
@@ -126,6 +128,9 @@ def test_failed_mount_exits_nonzero_with_message(zfs, case, foreground):
     elif case == "region_size_junk":
         opts.append("region_size=12Q")
         want = "region_size"
+    elif "=" in case:
+        opts.append(case)
+        want = case
     else:
         assert False, case
     args = WRAPPER + [str(ZINCFS)] + (["-f"] if foreground else []) + \
@@ -190,9 +195,54 @@ def test_version_and_help(zfs):
     r = run([str(ZINCFS), "--help"])
     out = r.stdout + r.stderr
     assert r.returncode == 0, r
-    for word in ("region_size", "allow_other", "max_threads", "-f"):
+    for word in ("region_size", "allow_other", "max_threads", "-f", "max_read",
+                 "read_ahead_kb"):
         assert word in out
     assert "shm_dir" in out or "ZINC_SHM_DIR" in out
+
+
+def bdi_read_ahead_kb(zfs):
+    dev = os.stat(zfs.mnt).st_dev
+    with open(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb") as f:
+        return int(f.read())
+
+
+def default_max_read():
+    with open("/proc/sys/fs/pipe-max-size") as f:
+        fit = (int(f.read()) - 4 * PAGE) // PAGE * PAGE
+    return min(max(fit, 128 << 10), 256 * PAGE)
+
+
+def test_default_reads_are_as_large_as_the_splice_pipe_takes(zfs):
+    """max_read: the largest READ libfuse can splice (1008K with the usual
+    1M pipe limit), the mount's readahead 4 times that, set (as root) by
+    the first open, before anything is read."""
+    want = default_max_read()
+    assert f"max_read={want}," in mountinfo_has(zfs.mnt) + ","
+    z = zfs.zinc().create("ra", PAGE)
+    with open(zfs.path("ra"), "rb") as f:
+        if os.geteuid() == 0:
+            assert bdi_read_ahead_kb(zfs) == 4 * want // 1024
+        assert f.read() == bytes(PAGE)
+    z.exit()
+
+
+@pytest.mark.zincfs("max_read=64K", "read_ahead_kb=256")
+def test_max_read_and_read_ahead_kb_options_apply(zfs):
+    assert "max_read=65536" in mountinfo_has(zfs.mnt)
+    z = zfs.zinc().create("ra", 1 << 20)
+    z.write((1 << 20) - 3, b"end")
+    fd = os.open(zfs.path("ra"), os.O_RDONLY | os.O_DIRECT)
+    try:
+        if os.geteuid() == 0:
+            assert bdi_read_ahead_kb(zfs) == 256
+        else:
+            zfs.expect_log(r"warning: cannot set the mount's readahead")
+        got = os.pread(fd, 1 << 20, 0)  # 16 READs of 64K
+        assert len(got) == 1 << 20 and got[-3:] == b"end" and not any(got[:-3])
+    finally:
+        os.close(fd)
+    z.exit()
 
 
 @pytest.mark.zincfs("_netdev", "nofail", "noauto", "user", "users", "auto", "defaults",

@@ -261,3 +261,55 @@ def test_inotifywait_sees_changes_through_the_mount(zfs):
     events_until("DELETE fresh")
     assert z.read(0, 3) == b"hi\n"
     z.exit()
+
+
+def fill_through_mount(zfs, name, data):
+    fd = os.open(zfs.path(name), os.O_WRONLY)
+    try:
+        for off in range(0, len(data), 1 << 20):
+            assert os.pwrite(fd, data[off:off + (1 << 20)], off) == len(data[off:off + (1 << 20)])
+    finally:
+        os.close(fd)
+
+
+def test_read_after_notify_returns_the_regions_bytes_at_every_edge(zfs):
+    """READs reach zincfs with the caller's offsets and sizes (O_DIRECT) and
+    as page-cache refills after a notification (read and mmap): every one
+    gives the region's bytes, short at the end, nothing past it, also for
+    reads larger than max_read (split by the kernel) and below two pages
+    (libfuse copies those instead of splicing)."""
+    cap = 3 * (1 << 20) + 2 * PAGE  # more than 3 x max_read
+    z = zfs.zinc().create("edge", cap)
+    data = pattern(cap, seed=3)
+    fill_through_mount(zfs, "edge", data)
+    fd = os.open(zfs.path("edge"), os.O_RDONLY | os.O_DIRECT)
+    try:
+        for off, size in [(0, cap), (0, 1), (5, 2 * PAGE + 7), (PAGE - 1, 3 * PAGE + 2),
+                          (7, (2 << 20) + 9), (cap - PAGE - 3, PAGE + 3),
+                          (cap - 10, 100), (cap - 1, 1), (cap - 3 * PAGE, 8 * PAGE),
+                          (cap, 100), (cap + PAGE, 3 * PAGE), (1 << 40, PAGE)]:
+            assert os.pread(fd, size, off) == data[off:off + size], (off, size)
+    finally:
+        os.close(fd)
+    fd = os.open(zfs.path("edge"), os.O_RDONLY)
+    nfd = os.open(zfs.path("edge.notify"), os.O_WRONLY)
+    try:
+        m = mmap.mmap(fd, cap, mmap.MAP_SHARED, mmap.PROT_READ)
+        for seed in (4, 5):
+            assert m[:] == data and os.pread(fd, cap + PAGE, 0) == data  # cached
+            data = pattern(cap, seed)
+            z.write(cap - PAGE - 5, data[cap - PAGE - 5:])   # behind the cache,
+            z.write(0, data[:PAGE + 1])                       # at both ends
+            z.fill(PAGE + 1, cap - 2 * PAGE - 6, 0)           # and between
+            data = data[:PAGE + 1] + bytes(cap - 2 * PAGE - 6) + data[cap - PAGE - 5:]
+            assert os.write(nfd, b"x") == 1
+            got = b"".join(os.pread(fd, 1 << 20, off) for off in range(0, cap, 1 << 20))
+            assert got == data
+            assert os.write(nfd, b"x") == 1
+            assert m[:] == data  # the mapping's first touch after the notify
+            assert m[cap - 1:] == data[cap - 1:]
+        m.close()
+    finally:
+        os.close(nfd)
+        os.close(fd)
+    z.exit()
