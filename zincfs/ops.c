@@ -379,8 +379,7 @@ static void events_file_open(fuse_req_t req, struct fuse_file_info *fi)
 		return;
 	}
 	fi->fh = (uintptr_t)ef;
-	fi->direct_io = 1;
-	fi->nonseekable = 1;
+	fi->direct_io = 1; /* seekable, offsets ignored: GNU head seeks back */
 	fi->keep_cache = 0;
 	if (fuse_reply_open(req, fi) != 0) /* the opener is gone */
 		file_closed(EVENTS_INO, fi);

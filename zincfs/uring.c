@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <linux/io_uring.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -253,10 +254,19 @@ static void *uring_main(void *arg)
 		replies_send(&out);
 		for (int i = 0; i < nev; i++)
 			watch_event_finish(&ev[i]);
-		int rc = enter(ring.unsubmitted, nev || !cq_empty() ? 0 : 1);
+		/* Submit without waiting, then sleep in poll(2) until a
+		 * completion: the same wake, and tools that cannot tell an
+		 * io_uring_enter that waits from one that does not (valgrind
+		 * holds its lock across it, stalling every other thread)
+		 * know that poll blocks. */
+		int rc = ring.unsubmitted ? enter(ring.unsubmitted, 0) : 0;
 		if (rc && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME) {
 			log_error("io_uring_enter: %s", strerror(-rc));
 			break;
+		}
+		if (!nev && cq_empty()) {
+			struct pollfd pfd = { .fd = ring.fd, .events = POLLIN };
+			poll(&pfd, 1, -1);
 		}
 	}
 	return NULL;
