@@ -663,3 +663,22 @@ def zfs(request):
         if problems:
             pytest.fail("zincfs fixture teardown:\n  " + "\n  ".join(problems)
                         + "\n--- daemon log (tail) ---\n" + logs[-4000:], pytrace=False)
+
+
+# A child that opens argv[2], waits for POLLIN with poll, select or epoll
+# (argv[1]), then reads: prints "open", then "ready DATA" or "timeout".
+POLLER = r"""
+import os, select, sys
+mode, path = sys.argv[1], sys.argv[2]
+fd = os.open(path, os.O_RDONLY | (os.O_NONBLOCK if len(sys.argv) > 3 else 0))
+print("open", flush=True)
+if mode == "poll":
+    p = select.poll(); p.register(fd, select.POLLIN)
+    ev = p.poll(30000); ok = bool(ev) and bool(ev[0][1] & select.POLLIN)
+elif mode == "select":
+    r, _, _ = select.select([fd], [], [], 30); ok = fd in r
+else:
+    e = select.epoll(); e.register(fd, select.EPOLLIN)
+    ev = e.poll(30); ok = bool(ev) and bool(ev[0][1] & select.EPOLLIN)
+print("ready" if ok else "timeout", os.read(fd, 64).decode().strip(), flush=True)
+"""

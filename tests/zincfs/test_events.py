@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import (PAGE, SLOW, finish, read_line, threads_of, wait_blocked,
+from conftest import (PAGE, POLLER, SLOW, finish, read_line, threads_of, wait_blocked,
                       wait_until)
 
 PY = "/usr/bin/python3"
@@ -250,23 +250,6 @@ def test_many_concurrent_readers_each_see_every_region(zfs, watcher):
     for c in readers:
         rc, out, err = finish(c, timeout=20)
         assert (rc, out) == (0, f"{n}\n"), err
-
-
-POLLER = r"""
-import os, select, sys
-mode, path = sys.argv[1], sys.argv[2]
-fd = os.open(path, os.O_RDONLY | (os.O_NONBLOCK if len(sys.argv) > 3 else 0))
-print("open", flush=True)
-if mode == "poll":
-    p = select.poll(); p.register(fd, select.POLLIN)
-    ev = p.poll(30000); ok = bool(ev) and bool(ev[0][1] & select.POLLIN)
-elif mode == "select":
-    r, _, _ = select.select([fd], [], [], 30); ok = fd in r
-else:
-    e = select.epoll(); e.register(fd, select.EPOLLIN)
-    ev = e.poll(30); ok = bool(ev) and bool(ev[0][1] & select.EPOLLIN)
-print("ready" if ok else "timeout", os.read(fd, 64).decode().strip(), flush=True)
-"""
 
 
 @pytest.mark.parametrize("mode", ["poll", "select", "epoll"])

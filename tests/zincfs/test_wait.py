@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import (CONSUMER, PAGE, PRODUCER, SLOW, ZincError, finish, read_line,
+from conftest import (CONSUMER, PAGE, POLLER, PRODUCER, SLOW, ZincError, finish, read_line,
                       run, wait_blocked, wait_until)
 
 PY = "/usr/bin/python3"
@@ -190,23 +190,6 @@ def test_notify_visible_when_write_returns(zfs):
         os.close(fd)
     assert not misses, f"{len(misses)} misses: {misses[:5]}"
     z.exit()
-
-
-POLLER = r"""
-import os, select, sys
-mode, path = sys.argv[1], sys.argv[2]
-fd = os.open(path, os.O_RDONLY | (os.O_NONBLOCK if len(sys.argv) > 3 else 0))
-print("open", flush=True)
-if mode == "poll":
-    p = select.poll(); p.register(fd, select.POLLIN)
-    ev = p.poll(30000); ok = bool(ev) and bool(ev[0][1] & select.POLLIN)
-elif mode == "select":
-    r, _, _ = select.select([fd], [], [], 30); ok = fd in r
-else:
-    e = select.epoll(); e.register(fd, select.EPOLLIN)
-    ev = e.poll(30); ok = bool(ev) and bool(ev[0][1] & select.EPOLLIN)
-print("ready" if ok else "timeout", os.read(fd, 64).decode().strip(), flush=True)
-"""
 
 
 @pytest.mark.parametrize("mode", ["poll", "select", "epoll"])
