@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * zinc-bridge: libzinc regions across machines over MQTT 5.
+ * Main: logging, the MQTT client and its callbacks, signals.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "bridge.h"
+
+struct bridge_stats stats;
+struct mosquitto *mosq;
+atomic_bool stopping;
+static struct ratelimit rl_conn;
+
+static void vlog(int prio, const char *fmt, va_list ap)
+{
+	if (opt.foreground) {
+		flockfile(stderr);
+		fputs("zinc-bridge: ", stderr);
+		vfprintf(stderr, fmt, ap);
+		fputc('\n', stderr);
+		funlockfile(stderr);
+	} else {
+		vsyslog(prio, fmt, ap);
+	}
+}
+
+void blog(int prio, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vlog(prio, fmt, ap);
+	va_end(ap);
+}
+
+#define RATE_WINDOW_S 10
+#define RATE_BURST 5
+
+void blog_limited(struct ratelimit *rl, int prio, const char *fmt, ...)
+{
+	static pthread_mutex_t rl_lock = PTHREAD_MUTEX_INITIALIZER;
+	time_t now = time(NULL);
+	unsigned suppressed = 0;
+	pthread_mutex_lock(&rl_lock);
+	if (now - rl->window >= RATE_WINDOW_S) {
+		suppressed = rl->suppressed;
+		rl->window = now;
+		rl->sent = 0;
+		rl->suppressed = 0;
+	}
+	bool send = rl->sent < RATE_BURST;
+	if (send)
+		rl->sent++;
+	else
+		rl->suppressed++;
+	pthread_mutex_unlock(&rl_lock);
+	if (!send)
+		return;
+	if (suppressed)
+		blog(prio, "(%u similar messages suppressed)", suppressed);
+	va_list ap;
+	va_start(ap, fmt);
+	vlog(prio, fmt, ap);
+	va_end(ap);
+}
+
+static void on_connect(struct mosquitto *m, void *ud, int rc, int flags,
+		       const mosquitto_property *props)
+{
+	(void)m; (void)ud; (void)flags; (void)props;
+	if (rc) {
+		blog_limited(&rl_conn, LOG_WARNING, "broker refused the connection: %s",
+			     mosquitto_reason_string(rc));
+		return;
+	}
+	blog(LOG_INFO, "connected to %s:%d as %s", opt.host, opt.port, opt.id);
+	subscribe_on_connect();
+	publish_on_connect();
+}
+
+static void on_disconnect(struct mosquitto *m, void *ud, int rc,
+			  const mosquitto_property *props)
+{
+	(void)m; (void)ud; (void)props;
+	publish_on_disconnect();
+	if (!atomic_load(&stopping))
+		blog_limited(&rl_conn, LOG_WARNING, "disconnected (%s): reconnecting",
+			     rc == MOSQ_ERR_CONN_LOST ? "connection lost" :
+			     mosquitto_strerror(rc));
+}
+
+static void on_publish(struct mosquitto *m, void *ud, int mid, int rc,
+		       const mosquitto_property *props)
+{
+	(void)m; (void)ud; (void)rc; (void)props;
+	publish_on_published(mid);
+}
+
+static void on_message(struct mosquitto *m, void *ud,
+		       const struct mosquitto_message *msg,
+		       const mosquitto_property *props)
+{
+	(void)m; (void)ud;
+	subscribe_on_message(msg, props);
+}
+
+static int setup_client(void)
+{
+	mosq = mosquitto_new(opt.id, true, NULL);
+	if (!mosq)
+		return -errno;
+	int rc = mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+	if (!rc)
+		rc = mosquitto_reconnect_delay_set(mosq, 1, 30, true);
+	if (!rc && opt.tls) {
+		rc = mosquitto_tls_set(mosq, opt.cafile, opt.cafile ? NULL : "/etc/ssl/certs",
+				       opt.cert, opt.key, NULL);
+		if (rc) {
+			blog(LOG_ERR, "TLS setup (cafile %s, cert %s, key %s): %s",
+			     opt.cafile ? opt.cafile : "-", opt.cert ? opt.cert : "-",
+			     opt.key ? opt.key : "-", mosquitto_strerror(rc));
+			return -EINVAL;
+		}
+	}
+	if (!rc && opt.password_file) {
+		char *user = NULL, *password = NULL;
+		int e = read_password_file(opt.password_file, &user, &password);
+		if (e) {
+			blog(LOG_ERR, "%s: %s (expected USER:PASSWORD on the first line)",
+			     opt.password_file, strerror(-e));
+			return e;
+		}
+		rc = mosquitto_username_pw_set(mosq, user, password);
+		explicit_bzero(password, strlen(password));
+		free(user);
+		free(password);
+	}
+	if (rc) {
+		blog(LOG_ERR, "MQTT client setup: %s", mosquitto_strerror(rc));
+		return -EINVAL;
+	}
+	mosquitto_connect_v5_callback_set(mosq, on_connect);
+	mosquitto_disconnect_v5_callback_set(mosq, on_disconnect);
+	mosquitto_publish_v5_callback_set(mosq, on_publish);
+	mosquitto_message_v5_callback_set(mosq, on_message);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	int rc = parse_options(argc, argv);
+	if (rc)
+		return rc;
+	if (!opt.foreground) {
+		if (daemon(0, 0)) {
+			perror("zinc-bridge: daemon");
+			return 1;
+		}
+		openlog("zinc-bridge", LOG_PID, LOG_DAEMON);
+	}
+	/* Every thread inherits this mask: SIGINT/SIGTERM are taken by
+	 * sigwait below, SIGPIPE never kills us (a broken broker socket). */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	mosquitto_lib_init();
+	if (setup_client()) {
+		mosquitto_lib_cleanup();
+		return 1;
+	}
+	rc = mosquitto_connect_async(mosq, opt.host, opt.port, 30);
+	if (rc == MOSQ_ERR_ERRNO || rc == MOSQ_ERR_EAI)
+		/* Broker not there yet: the loop thread retries with backoff. */
+		blog(LOG_WARNING, "connecting to %s:%d: %s (retrying)", opt.host,
+		     opt.port, rc == MOSQ_ERR_ERRNO ? strerror(errno) :
+		     mosquitto_strerror(rc));
+	else if (rc) {
+		blog(LOG_ERR, "connecting to %s:%d: %s", opt.host, opt.port,
+		     mosquitto_strerror(rc));
+		return 1;
+	}
+	rc = mosquitto_loop_start(mosq);
+	if (rc) {
+		blog(LOG_ERR, "MQTT thread: %s", mosquitto_strerror(rc));
+		return 1;
+	}
+	rc = publish_start();
+	if (rc) {
+		blog(LOG_ERR, "publish thread: %s", strerror(-rc));
+		return 1;
+	}
+	blog(LOG_INFO, "started: broker %s:%d%s, id %s", opt.host, opt.port,
+	     opt.tls ? " (TLS)" : "", opt.id);
+
+	int sig;
+	while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
+		; /* nothing to reload */
+	atomic_store(&stopping, true);
+	publish_stop();
+	mosquitto_disconnect(mosq);
+	mosquitto_loop_stop(mosq, false);
+	subscribe_release_all();
+	blog(LOG_INFO, "exit on signal %d: published %lu, removals %lu, torn copies %lu, received %lu, bad %lu, foreign %lu",
+	     sig, atomic_load(&stats.published), atomic_load(&stats.removals),
+	     atomic_load(&stats.torn), atomic_load(&stats.received),
+	     atomic_load(&stats.bad), atomic_load(&stats.foreign));
+	mosquitto_destroy(mosq);
+	mosquitto_lib_cleanup();
+	free(opt.host);
+	return 0;
+}
