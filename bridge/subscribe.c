@@ -2,8 +2,7 @@
 /*
  * zinc-bridge, subscribe side: retained messages -> local regions.
  *
- * Runs in libmosquitto's network thread only (its callbacks), so the table
- * of regions it owns needs no lock.  Every message is hostile until proven
+ * Runs in the MQTT network thread (libmosquitto's callbacks).  Every message is hostile until proven
  * otherwise: the topic must be PREFIX NAME with a valid region name, the
  * user properties seq, capacity and origin must each be there once and be
  * well formed, the capacity at most --max-capacity and the payload at most
@@ -11,6 +10,7 @@
  * dropped.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +25,10 @@ struct sub_region {
 
 static struct sub_region *owned;
 static size_t n_owned;
+/* Held while a message is handled; closed at exit, after which messages
+ * are ignored (the network thread may outlive a stuck shutdown). */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static bool closed;
 static struct ratelimit rl_bad, rl_foreign, rl_error;
 
 /* A topic fit for a log line: at most 64 bytes, printable ASCII only. */
@@ -170,8 +174,8 @@ static void store(const char *name, uint64_t capacity, const void *payload,
 	atomic_fetch_add(&stats.received, 1);
 }
 
-void subscribe_on_message(const struct mosquitto_message *m,
-			  const mosquitto_property *props)
+static void handle_message(const struct mosquitto_message *m,
+			   const mosquitto_property *props)
 {
 	size_t plen = strlen(opt.prefix);
 	if (!m->topic || strncmp(m->topic, opt.prefix, plen))
@@ -219,6 +223,15 @@ void subscribe_on_message(const struct mosquitto_message *m,
 	store(name, capacity, m->payload, (size_t)m->payloadlen);
 }
 
+void subscribe_on_message(const struct mosquitto_message *m,
+			  const mosquitto_property *props)
+{
+	pthread_mutex_lock(&lock);
+	if (!closed)
+		handle_message(m, props);
+	pthread_mutex_unlock(&lock);
+}
+
 /* Subscriptions do not survive a new session: subscribe on every connect.
  * No Local: the broker does not send our own messages back. */
 void subscribe_on_connect(void)
@@ -238,8 +251,11 @@ void subscribe_on_connect(void)
  * forever.  The broker keeps the retained state for the next start. */
 void subscribe_release_all(void)
 {
+	pthread_mutex_lock(&lock);
+	closed = true;
 	while (n_owned)
 		drop(&owned[n_owned - 1]);
 	free(owned);
 	owned = NULL;
+	pthread_mutex_unlock(&lock);
 }

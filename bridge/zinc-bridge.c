@@ -117,7 +117,10 @@ static int setup_client(void)
 	mosq = mosquitto_new(opt.id, true, NULL);
 	if (!mosq)
 		return -errno;
-	int rc = mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+	/* Publishing happens in the publish thread, the loop in ours. */
+	int rc = mosquitto_threaded_set(mosq, true);
+	if (!rc)
+		rc = mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
 	if (!rc)
 		rc = mosquitto_reconnect_delay_set(mosq, 1, 30, true);
 	if (!rc && opt.tls) {
@@ -154,6 +157,41 @@ static int setup_client(void)
 	return 0;
 }
 
+/* Sleep up to `s` seconds, less if we are stopping. */
+static void backoff_sleep(unsigned s)
+{
+	for (unsigned i = 0; i < s * 10 && !atomic_load(&stopping); i++)
+		usleep(100 * 1000);
+}
+
+/*
+ * The MQTT network thread: libmosquitto's loop runs the callbacks and
+ * reconnects by itself once connected, but gives up on a first connect
+ * that fails and on errors it takes as fatal (DNS, TLS): those are retried
+ * here, with the same exponential backoff (1 s doubling to 30 s).
+ */
+static void *network_thread(void *arg)
+{
+	(void)arg;
+	unsigned delay = 1;
+	while (!atomic_load(&stopping)) {
+		int rc = mosquitto_connect(mosq, opt.host, opt.port, 30);
+		if (rc == MOSQ_ERR_SUCCESS) {
+			delay = 1;
+			rc = mosquitto_loop_forever(mosq, -1, 1);
+			if (atomic_load(&stopping))
+				break;
+		}
+		blog_limited(&rl_conn, LOG_WARNING, "connecting to %s:%d: %s (retrying in %u s)",
+			     opt.host, opt.port,
+			     rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc),
+			     delay);
+		backoff_sleep(delay);
+		delay = delay * 2 > 30 ? 30 : delay * 2;
+	}
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	int rc = parse_options(argc, argv);
@@ -181,20 +219,10 @@ int main(int argc, char **argv)
 		mosquitto_lib_cleanup();
 		return 1;
 	}
-	rc = mosquitto_connect_async(mosq, opt.host, opt.port, 30);
-	if (rc == MOSQ_ERR_ERRNO || rc == MOSQ_ERR_EAI)
-		/* Broker not there yet: the loop thread retries with backoff. */
-		blog(LOG_WARNING, "connecting to %s:%d: %s (retrying)", opt.host,
-		     opt.port, rc == MOSQ_ERR_ERRNO ? strerror(errno) :
-		     mosquitto_strerror(rc));
-	else if (rc) {
-		blog(LOG_ERR, "connecting to %s:%d: %s", opt.host, opt.port,
-		     mosquitto_strerror(rc));
-		return 1;
-	}
-	rc = mosquitto_loop_start(mosq);
+	pthread_t net;
+	rc = pthread_create(&net, NULL, network_thread, NULL);
 	if (rc) {
-		blog(LOG_ERR, "MQTT thread: %s", mosquitto_strerror(rc));
+		blog(LOG_ERR, "MQTT thread: %s", strerror(rc));
 		return 1;
 	}
 	rc = publish_start();
@@ -211,14 +239,22 @@ int main(int argc, char **argv)
 	atomic_store(&stopping, true);
 	publish_stop();
 	mosquitto_disconnect(mosq);
-	mosquitto_loop_stop(mosq, false);
+	/* The thread may sit in a connect(2) to an unreachable broker for
+	 * minutes: exit without it then (the subscribe side is closed first,
+	 * so it touches no region any more). */
+	struct timespec deadline;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += 2;
+	bool joined = pthread_timedjoin_np(net, NULL, &deadline) == 0;
 	subscribe_release_all();
 	blog(LOG_INFO, "exit on signal %d: published %lu, removals %lu, torn copies %lu, received %lu, bad %lu, foreign %lu",
 	     sig, atomic_load(&stats.published), atomic_load(&stats.removals),
 	     atomic_load(&stats.torn), atomic_load(&stats.received),
 	     atomic_load(&stats.bad), atomic_load(&stats.foreign));
-	mosquitto_destroy(mosq);
-	mosquitto_lib_cleanup();
+	if (joined) {
+		mosquitto_destroy(mosq);
+		mosquitto_lib_cleanup();
+	}
 	free(opt.host);
 	return 0;
 }
