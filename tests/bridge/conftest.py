@@ -214,10 +214,19 @@ class Host:
         return b
 
     def cleanup(self):
+        """Stop everything; returns the problems of bridges that did not
+        exit cleanly on SIGTERM (status, sanitizer reports)."""
+        problems = []
         for b in self.bridges:
-            if b.proc.poll() is None:
+            try:
+                rc = b.stop()
+            except subprocess.TimeoutExpired:
                 b.proc.kill()
-            b.proc.wait(DEADLINE)
+                rc = f"no exit within {DEADLINE}s of SIGTERM"
+                b.proc.wait(DEADLINE)
+            out = b.output()
+            if rc != 0 or "Sanitizer" in out or "runtime error" in out:
+                problems.append(f"bridge {b.args}: exit {rc}:\n{out[-3000:]}")
         for p in self.procs:
             if p.poll() is None:
                 p.kill()
@@ -225,6 +234,7 @@ class Host:
             for f in (p.stdout, p.stderr):
                 f.close()
         shutil.rmtree(self.shm, ignore_errors=True)
+        return problems
 
 
 @pytest.fixture
@@ -252,5 +262,5 @@ def hosts(workdir):
         made.append(h)
         return h
     yield make
-    for h in made:
-        h.cleanup()
+    problems = [p for h in made for p in h.cleanup()]
+    assert not problems, "\n".join(problems)
