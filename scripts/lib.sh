@@ -7,7 +7,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ZINC_PACKAGES=(gcc meson ninja-build pkg-config libfuse3-dev fuse3
 	python3 python3-pytest inotify-tools attr util-linux procps
 	man-db groff-base mandoc valgrind clang libclang-rt-dev
-	dpkg-dev debhelper lintian libncurses-dev tmux)
+	dpkg-dev debhelper lintian libncurses-dev tmux
+	libmosquitto-dev mosquitto mosquitto-clients openssl)
 
 die() { echo "error: $*" >&2; exit 1; }
 

@@ -56,6 +56,10 @@ for dir in build build-asan; do
 	ZINC_BUILD_DIR="$ROOT/$dir" $PYTEST tests/zincfs
 done
 
+# zinc-bridge: a private mosquitto per test, two simulated hosts.
+step "bridge tests"
+ZINC_BUILD_DIR="$ROOT/build" $PYTEST tests/bridge
+
 # A second user (uid 4244, through setpriv) attacks a root-run allow_other
 # mount: races, locks, resource floods, kill -9 (about a minute).
 step "security tests (build)"

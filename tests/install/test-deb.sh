@@ -99,6 +99,9 @@ doc() { printf '%s\n' "- rw-r--r-- root/root /usr/share/doc/$1/changelog.gz" \
 	echo "- rwxr-xr-x root/root /usr/bin/zinc"
 	echo "- rwxr-xr-x root/root /usr/bin/zincfs"
 	echo "- rwxr-xr-x root/root /usr/sbin/mount.zincfs"
+	echo "- rwxr-xr-x root/root /usr/sbin/zinc-bridge"
+	echo "- rw-r--r-- root/root /lib/systemd/system/zinc-bridge.service"
+	echo "- rw-r--r-- root/root /usr/share/man/man8/zinc-bridge.8.gz"
 	echo "l rwxrwxrwx root/root /usr/sbin/mount.fuse.zincfs -> mount.zincfs"
 	echo "- rw-r--r-- root/root /lib/systemd/system/run-zinc.mount"
 	echo "- rw-r--r-- root/root /usr/share/man/man1/zinc.1.gz"
@@ -137,8 +140,8 @@ check "libzinc-dev: Section libdevel, Multi-Arch same" \
 check "libzinc-dev: Depends libzinc1 (= $VERSION)" \
 	grep -qF "libzinc1 (= $VERSION)" <<<"$(field libzinc-dev Depends)"
 deps=$(field zincfs Depends)
-check "zincfs: Depends fuse3, libfuse3-3, libzinc1 (>= $VERSION) ($deps)" \
-	sh -c "echo '$deps' | grep -q 'fuse3' && echo '$deps' | grep -q 'libfuse3-3' && echo '$deps' | grep -qF 'libzinc1 (>= $VERSION)'"
+check "zincfs: Depends fuse3, libfuse3-3, libmosquitto1, libzinc1 (>= $VERSION) ($deps)" \
+	sh -c "echo '$deps' | grep -q 'fuse3' && echo '$deps' | grep -q 'libfuse3-3' && echo '$deps' | grep -q 'libmosquitto1' && echo '$deps' | grep -qF 'libzinc1 (>= $VERSION)'"
 check "libzinc1: shlibs and symbols control files" \
 	sh -c "dpkg-deb --ctrl-tarfile '$(deb libzinc1)' | tar -t | grep -qx './symbols' &&
 	       dpkg-deb --ctrl-tarfile '$(deb libzinc1)' | tar -t | grep -qx './shlibs'"

@@ -138,6 +138,10 @@ check "usr/sbin/mount.fuse.zincfs -> mount.zincfs" is_link_to "$ROOT/usr/sbin/mo
 check "mount helper runs /usr/bin/zincfs" grep -qx "ZINCFS='/usr/bin/zincfs'" "$ROOT/usr/sbin/mount.zincfs"
 UNIT=$ROOT/lib/systemd/system/run-zinc.mount
 check "lib/systemd/system/run-zinc.mount" is_file "$UNIT"
+check "usr/sbin/zinc-bridge (0755)" mode_is "$ROOT/usr/sbin/zinc-bridge" 755
+BRIDGE_UNIT=$ROOT/lib/systemd/system/zinc-bridge.service
+check "lib/systemd/system/zinc-bridge.service" is_file "$BRIDGE_UNIT"
+check "zinc-bridge.service runs /usr/sbin/zinc-bridge" grep -q '^ExecStart=/usr/sbin/zinc-bridge -f ' "$BRIDGE_UNIT"
 leftover=$(cd "$ROOT" && find . -path ./usr/local -prune -o -name '*.la' -print)
 check "no libtool .la files" test -z "$leftover"
 check "nothing under usr/local" test ! -e "$ROOT/usr/local"
@@ -186,6 +190,7 @@ man_page() { # man_page SECTION NAME: a page, a compressed page or a link
 	[ -e "$f" ] || [ -e "$f.gz" ]
 }
 check "zincfs(8)" man_page 8 zincfs
+check "zinc-bridge(8)" man_page 8 zinc-bridge
 check "zinc(7)" man_page 7 zinc
 check "zinc(1)" man_page 1 zinc
 missing=()
