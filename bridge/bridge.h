@@ -35,6 +35,7 @@ struct bridge_options {
 	const char *cafile, *cert, *key;
 	const char *password_file;
 	uint64_t max_capacity; /* largest region a message may create */
+	uint64_t max_total;    /* all regions the bridge holds, together */
 	bool foreground;
 };
 

@@ -13,6 +13,7 @@
 struct bridge_options opt = {
 	.prefix = "zinc/",
 	.max_capacity = 1ULL << 30,
+	.max_total = 4ULL << 30,
 };
 
 static void usage(FILE *f)
@@ -29,6 +30,7 @@ static void usage(FILE *f)
 "  --id ID              MQTT client id and origin (default HOSTNAME-PID)\n"
 "  --qos 0|1            QoS of published messages (default 0)\n"
 "  --max-capacity SIZE  largest region a message may create (default 1G)\n"
+"  --max-total SIZE     most bytes of regions received, together (default 4G)\n"
 "  --cafile FILE        CA certificates for mqtts://\n"
 "  --cert FILE, --key FILE  client certificate and key for mqtts://\n"
 "  --password-file FILE first line USER:PASSWORD\n"
@@ -122,7 +124,8 @@ static int parse_size(const char *s, uint64_t *out)
 int parse_options(int argc, char **argv)
 {
 	enum { O_BROKER = 256, O_PUBLISH, O_SUBSCRIBE, O_PREFIX, O_ID, O_QOS,
-	       O_CAFILE, O_CERT, O_KEY, O_PASSWORD_FILE, O_MAX_CAPACITY };
+	       O_CAFILE, O_CERT, O_KEY, O_PASSWORD_FILE, O_MAX_CAPACITY,
+	       O_MAX_TOTAL };
 	static const struct option longopts[] = {
 		{ "broker", required_argument, NULL, O_BROKER },
 		{ "publish", required_argument, NULL, O_PUBLISH },
@@ -135,6 +138,7 @@ int parse_options(int argc, char **argv)
 		{ "key", required_argument, NULL, O_KEY },
 		{ "password-file", required_argument, NULL, O_PASSWORD_FILE },
 		{ "max-capacity", required_argument, NULL, O_MAX_CAPACITY },
+		{ "max-total", required_argument, NULL, O_MAX_TOTAL },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -186,6 +190,12 @@ int parse_options(int argc, char **argv)
 		case O_MAX_CAPACITY:
 			if (parse_size(optarg, &opt.max_capacity)) {
 				fprintf(stderr, "zinc-bridge: --max-capacity: a size such as 64M\n");
+				return 2;
+			}
+			break;
+		case O_MAX_TOTAL:
+			if (parse_size(optarg, &opt.max_total)) {
+				fprintf(stderr, "zinc-bridge: --max-total: a size such as 8G\n");
 				return 2;
 			}
 			break;

@@ -25,6 +25,7 @@ struct sub_region {
 
 static struct sub_region *owned;
 static size_t n_owned;
+static uint64_t total; /* capacities of the owned regions */
 /* Held while a message is handled; closed at exit, after which messages
  * are ignored (the network thread may outlive a stuck shutdown). */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -118,19 +119,23 @@ static struct sub_region *find(const char *name)
 /* Remove our region NAME (waiters see it removed) and forget it. */
 static void drop(struct sub_region *s)
 {
+	total -= zinc_capacity(s->h);
 	if (zinc_removed(s->h) == 0)
 		zinc_unlink(s->name);
 	zinc_close(s->h);
 	*s = owned[--n_owned];
 }
 
-static void store(const char *name, uint64_t capacity, const void *payload,
-		  size_t len)
+static void store(const char *topic, const char *name, uint64_t capacity,
+		  const void *payload, size_t len)
 {
 	struct sub_region *s = find(name);
 	if (s && zinc_removed(s->h) == 1)
 		drop(s); /* removed locally (zinc rm): make it again */
 	s = find(name);
+	uint64_t held = s ? zinc_capacity(s->h) : 0;
+	if (total - held + capacity > opt.max_total)
+		return bad(topic, "regions received would exceed --max-total");
 	if (!s) {
 		zinc_region *h;
 		int rc = zinc_create(name, (uintptr_t)capacity, &h);
@@ -155,7 +160,8 @@ static void store(const char *name, uint64_t capacity, const void *payload,
 		s = &owned[n_owned++];
 		snprintf(s->name, sizeof(s->name), "%s", name);
 		s->h = h;
-	} else if (zinc_capacity(s->h) != capacity) {
+		total += capacity;
+	} else if (held != capacity) {
 		zinc_region *h;
 		int rc = zinc_recreate(s->h, (uintptr_t)capacity, &h);
 		if (rc) {
@@ -165,6 +171,7 @@ static void store(const char *name, uint64_t capacity, const void *payload,
 		}
 		zinc_close(s->h);
 		s->h = h;
+		total += capacity - held;
 	}
 	uint8_t *data = zinc_ptr(s->h);
 	memcpy(data, payload, len);
@@ -220,7 +227,7 @@ static void handle_message(const struct mosquitto_message *m,
 			drop(s);
 		return;
 	}
-	store(name, capacity, m->payload, (size_t)m->payloadlen);
+	store(m->topic, name, capacity, m->payload, (size_t)m->payloadlen);
 }
 
 void subscribe_on_message(const struct mosquitto_message *m,

@@ -93,6 +93,20 @@ def test_a_burst_of_10000_notifies_ends_with_the_last_update(broker, hosts):
     assert 2 <= c["published"] <= 10001, c
 
 
+def test_qos_1_delivers_and_coalesces_too(broker, hosts):
+    a, b = hosts("a"), hosts("b")
+    ba = a.bridge(broker, "--publish", "q1", "--qos", "1")
+    b.bridge(broker, "--subscribe", "q1")
+    a.create("q1")
+    subprocess.run([sys.executable, "-c", PRODUCER, str(LIBZINC), "q1", "3000"],
+                   env=sanitizer_env(a.env), check=True, timeout=60)
+    arrives(b, "q1", b"update 003000")
+    assert a.zinc("rm", "q1").returncode == 0
+    wait_until(lambda: not b.exists("q1"), what="q1 removed on B")
+    assert ba.stop() == 0
+    assert ba.counters()["removals"] == 1
+
+
 def test_bridges_reconnect_after_the_broker_restarts(broker, hosts):
     a, b, ba, bb = pair(broker, hosts)
     a.create("r")
@@ -176,7 +190,8 @@ def test_a_local_region_not_made_by_the_bridge_is_left_alone(broker, hosts):
 
 def test_hostile_messages_are_counted_and_dropped(broker, hosts):
     b = hosts("b")
-    bb = b.bridge(broker, "--subscribe", "*", "--max-capacity", "1M")
+    bb = b.bridge(broker, "--subscribe", "*", "--max-capacity", "1M",
+                  "--max-total", str(2 * PAGE))
     good = [("origin", "x"), ("seq", "1"), ("capacity", str(PAGE))]
     hostile = [
         ("zinc/bad name", b"x", good),             # not a region name
@@ -191,6 +206,7 @@ def test_hostile_messages_are_counted_and_dropped(broker, hosts):
         ("zinc/negseq", b"x", [("origin", "x"), ("seq", "-1"), ("capacity", str(PAGE))]),
         ("zinc/dup", b"x", good + [("capacity", str(2 * PAGE))]),
         ("zinc/oversize", b"y" * (PAGE + 1), good),
+        ("zinc/toomuch", b"x", [("origin", "x"), ("seq", "1"), ("capacity", str(4 * PAGE))]),
     ]
     for topic, payload, props in hostile:
         broker.pub(topic, payload, props)

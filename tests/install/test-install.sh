@@ -208,6 +208,11 @@ if command -v systemd-analyze >/dev/null; then
 	out=$(MANPATH=$MAN systemd-analyze verify "${manopt[@]}" "$UNIT" 2>&1) && [ -z "$out" ] &&
 		ok "systemd-analyze verify${manopt:+ ${manopt[*]}} run-zinc.mount (Documentation= pages from the tree)" ||
 		fail "systemd-analyze verify run-zinc.mount: $out"
+	# The service's ExecStart must exist: point it at the installed tree.
+	sed "s|/usr/sbin/zinc-bridge|$ROOT/usr/sbin/zinc-bridge|" "$BRIDGE_UNIT" >"$T/zinc-bridge.service"
+	out=$(MANPATH=$MAN systemd-analyze verify "${manopt[@]}" "$T/zinc-bridge.service" 2>&1) && [ -z "$out" ] &&
+		ok "systemd-analyze verify zinc-bridge.service" ||
+		fail "systemd-analyze verify zinc-bridge.service: $out"
 else
 	# No systemd here: check what verify would, by hand.
 	echo "     (systemd-analyze not installed: checking the unit by hand)"
