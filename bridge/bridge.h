@@ -56,6 +56,7 @@ extern atomic_bool stopping;
 
 /* options.c */
 int parse_options(int argc, char **argv); /* 0, or exit status */
+int default_id(void);
 int read_password_file(const char *path, char **user, char **password);
 bool name_matches(char *const *patterns, const char *name);
 

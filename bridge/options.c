@@ -228,14 +228,18 @@ int parse_options(int argc, char **argv)
 		fprintf(stderr, "zinc-bridge: --cafile/--cert need an mqtts:// broker\n");
 		return 2;
 	}
-	if (!opt.id) {
-		char host[256] = "zinc";
-		gethostname(host, sizeof(host) - 1);
-		host[sizeof(host) - 1] = 0;
-		if (asprintf(&opt.id, "%.180s-%d", host, (int)getpid()) < 0)
-			return 1;
-	}
 	return 0;
+}
+
+/* The default --id, HOSTNAME-PID: called after daemon(), for its pid. */
+int default_id(void)
+{
+	if (opt.id)
+		return 0;
+	char host[256] = "zinc";
+	gethostname(host, sizeof(host) - 1);
+	host[sizeof(host) - 1] = 0;
+	return asprintf(&opt.id, "%.180s-%d", host, (int)getpid()) < 0 ? -ENOMEM : 0;
 }
 
 /* First line USER:PASSWORD.  The secret is never logged, only the path. */

@@ -204,6 +204,10 @@ int main(int argc, char **argv)
 		}
 		openlog("zinc-bridge", LOG_PID, LOG_DAEMON);
 	}
+	if (default_id()) {
+		blog(LOG_ERR, "out of memory");
+		return 1;
+	}
 	/* Every thread inherits this mask: SIGINT/SIGTERM are taken by
 	 * sigwait below, SIGPIPE never kills us (a broken broker socket). */
 	sigset_t sigs;
