@@ -18,6 +18,7 @@
 struct bridge_stats stats;
 struct mosquitto *mosq;
 atomic_bool stopping;
+static atomic_bool accepted; /* the broker accepted the connection */
 static struct ratelimit rl_conn;
 
 static void vlog(int prio, const char *fmt, va_list ap)
@@ -81,6 +82,7 @@ static void on_connect(struct mosquitto *m, void *ud, int rc, int flags,
 			     mosquitto_reason_string(rc));
 		return;
 	}
+	atomic_store(&accepted, true);
 	blog(LOG_INFO, "connected to %s:%d as %s", opt.host, opt.port, opt.id);
 	subscribe_on_connect();
 	publish_on_connect();
@@ -121,8 +123,6 @@ static int setup_client(void)
 	int rc = mosquitto_threaded_set(mosq, true);
 	if (!rc)
 		rc = mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
-	if (!rc)
-		rc = mosquitto_reconnect_delay_set(mosq, 1, 30, true);
 	if (!rc && opt.tls) {
 		rc = mosquitto_tls_set(mosq, opt.cafile, opt.cafile ? NULL : "/etc/ssl/certs",
 				       opt.cert, opt.key, NULL);
@@ -165,27 +165,31 @@ static void backoff_sleep(unsigned s)
 }
 
 /*
- * The MQTT network thread: libmosquitto's loop runs the callbacks and
- * reconnects by itself once connected, but gives up on a first connect
- * that fails and on errors it takes as fatal (DNS, TLS): those are retried
- * here, with the same exponential backoff (1 s doubling to 30 s).
+ * The MQTT network thread: runs libmosquitto's loop (every callback runs
+ * here) and reconnects itself, rather than in libmosquitto's loop_forever:
+ * that one gives up on a first connect that fails and on errors it takes
+ * as fatal (DNS, TLS), and sleeps through its backoff where a SIGTERM
+ * cannot end it.  Backoff: 1 s doubling to 30 s, back to 1 s after a
+ * connection the broker accepted.
  */
 static void *network_thread(void *arg)
 {
 	(void)arg;
 	unsigned delay = 1;
 	while (!atomic_load(&stopping)) {
+		atomic_store(&accepted, false);
 		int rc = mosquitto_connect(mosq, opt.host, opt.port, 30);
-		if (rc == MOSQ_ERR_SUCCESS) {
+		while (rc == MOSQ_ERR_SUCCESS && !atomic_load(&stopping))
+			rc = mosquitto_loop(mosq, 1000, 1);
+		if (atomic_load(&stopping))
+			break;
+		if (atomic_load(&accepted))
 			delay = 1;
-			rc = mosquitto_loop_forever(mosq, -1, 1);
-			if (atomic_load(&stopping))
-				break;
-		}
-		blog_limited(&rl_conn, LOG_WARNING, "connecting to %s:%d: %s (retrying in %u s)",
-			     opt.host, opt.port,
-			     rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc),
-			     delay);
+		else
+			blog_limited(&rl_conn, LOG_WARNING, "connecting to %s:%d: %s (retrying in %u s)",
+				     opt.host, opt.port,
+				     rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc),
+				     delay);
 		backoff_sleep(delay);
 		delay = delay * 2 > 30 ? 30 : delay * 2;
 	}
@@ -244,7 +248,7 @@ int main(int argc, char **argv)
 	publish_stop();
 	mosquitto_disconnect(mosq);
 	/* The thread may sit in a connect(2) to an unreachable broker for
-	 * minutes: exit without it then (the subscribe side is closed first,
+	 * minutes (or in a DNS lookup): exit without it then (the subscribe side is closed first,
 	 * so it touches no region any more). */
 	struct timespec deadline;
 	clock_gettime(CLOCK_REALTIME, &deadline);

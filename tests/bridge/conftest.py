@@ -225,6 +225,8 @@ class Host:
                 rc = f"no exit within {DEADLINE}s of SIGTERM"
                 b.proc.wait(DEADLINE)
             out = b.output()
+            # Shown by pytest only when the test failed.
+            print(f"---- bridge {b.args}, exit {rc}:\n{out}")
             if rc != 0 or "Sanitizer" in out or "runtime error" in out:
                 problems.append(f"bridge {b.args}: exit {rc}:\n{out[-3000:]}")
         for p in self.procs:
