@@ -4,9 +4,10 @@
  *
  * Region NAME <-> topic PREFIX NAME, one retained message per region holding
  * its whole data area, with the user properties seq, capacity and origin.
- * Two threads touch the shared state: libmosquitto's network thread (every
- * callback, so the whole subscribe side) and the publish thread (waits on the
- * published regions).  The publish table has its own lock.
+ * Three threads: main (options, signals, shutdown), the MQTT network thread
+ * (zinc-bridge.c: libmosquitto's loop, so every callback and the whole
+ * subscribe side) and the publish thread (publish.c: waits on the published
+ * regions).  The publish table and the subscribe table each have a lock.
  */
 #ifndef ZINC_BRIDGE_H
 #define ZINC_BRIDGE_H
