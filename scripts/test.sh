@@ -65,10 +65,14 @@ ZINC_BUILD_DIR="$ROOT/build" $PYTEST tests/bridge
 step "security tests (build)"
 ZINC_BUILD_DIR="$ROOT/build" $PYTEST tests/security
 
+# Valgrind costs about 1.7 s per daemon start, and every test starts one:
+# the 173 rows of the hostile-input table (test_hostile.py) run with the
+# plain and the ASan+UBSan daemon above, not here, which keeps this step
+# near 6 minutes instead of 11.
 step "zincfs tests with the daemon under valgrind"
 ZINC_BUILD_DIR="$ROOT/build" \
 ZINCFS_WRAPPER="valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99" \
-	$PYTEST tests/zincfs
+	$PYTEST --ignore=tests/zincfs/test_hostile.py --durations=5 tests/zincfs
 
 step "install test (meson install, pkg-config, mount helper, fstab, systemd unit)"
 tests/install/test-install.sh

@@ -47,7 +47,10 @@ if [ $# -ge 1 ]; then
 	DEBS=$(cd "$1" && pwd)
 else
 	echo "== [${SECONDS}s] scripts/package-deb.sh"
-	"$SRC/scripts/package-deb.sh" "$T/debs" || die "scripts/package-deb.sh"
+	# nocheck: scripts/test.sh has run the unit tests already (dh_auto_test
+	# would run them again inside dpkg-buildpackage).
+	DEB_BUILD_OPTIONS="nocheck${DEB_BUILD_OPTIONS:+ $DEB_BUILD_OPTIONS}" \
+		"$SRC/scripts/package-deb.sh" "$T/debs" || die "scripts/package-deb.sh"
 	DEBS=$T/debs
 fi
 

@@ -395,7 +395,7 @@ static zinc_region *any_h[ANY_N];
 static void *any_waiter(void *arg)
 {
 	int32_t ready[ANY_N];
-	*(pid_t *)arg = gettid();
+	__atomic_store_n((pid_t *)arg, gettid(), __ATOMIC_SEQ_CST);
 	int rc = zinc_wait_any(any_h, ANY_N, ready, NULL, 20000, 0);
 	return (void *)(intptr_t)(rc == 1 && ready[150] == 1);
 }
@@ -407,14 +407,14 @@ static void test_wait_any_fast_path(void)
 		snprintf(name, sizeof(name), "any%d", i);
 		CHECK_OK(zinc_create(name, tu_page(), &any_h[i]));
 	}
-	volatile pid_t tid = 0;
+	pid_t tid = 0;
 	pthread_t t;
 	CHECK_EQ(pthread_create(&t, NULL, any_waiter, (void *)&tid), 0);
-	while (!tid)
+	while (!__atomic_load_n(&tid, __ATOMIC_SEQ_CST))
 		tu_pause_us(100);
 	CHECK_THREAD_ASLEEP(tid);
-	CHECK_EQ(tu_waiters(any_h[0]), 1);
-	CHECK_EQ(tu_waiters(any_h[150]), 1);
+	CHECK_WAITERS(any_h[0], 1);
+	CHECK_WAITERS(any_h[150], 1);
 	CHECK_EQ(notify_counted("any150", NULL, 1), 1);
 	void *ok;
 	CHECK_EQ(pthread_join(t, &ok), 0);

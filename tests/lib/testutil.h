@@ -361,6 +361,16 @@ static __attribute__((unused)) uint32_t tu_waiters(zinc_region *r)
 	return info.waiters;
 }
 
+/* Poll (10 s) until r's region shows n announced waiters: a waiter asleep
+ * in a futex may still be starting threads that announce the rest. */
+#define CHECK_WAITERS(r, n)                                                    \
+	do {                                                                   \
+		int64_t end_ = tu_now_ms() + 10000;                            \
+		while (tu_waiters(r) != (n) && tu_now_ms() < end_)             \
+			tu_pause_us(200);                                      \
+		CHECK_EQ(tu_waiters(r), (n));                                  \
+	} while (0)
+
 /* FNV-1a 64, written independently of libzinc's. */
 static __attribute__((unused)) uint64_t tu_fnv1a(const char *s)
 {

@@ -136,8 +136,8 @@ static void test_many(void)
 	for (size_t p = 0; p < sizeof(picks) / sizeof(picks[0]); p++) {
 		struct waiter w;
 		start_waiter(&w, MANY);
-		CHECK_EQ(tu_waiters(h[0]), 1);
-		CHECK_EQ(tu_waiters(h[MANY - 1]), 1);
+		CHECK_WAITERS(h[0], 1);
+		CHECK_WAITERS(h[MANY - 1], 1);
 		zinc_notify(h[picks[p]]);
 		CHECK_EQ(pthread_join(w.t, NULL), 0);
 		CHECK_RC(w.rc, 1);
@@ -149,7 +149,12 @@ static void test_many(void)
 	int before = threads_now();
 	struct waiter w;
 	start_waiter(&w, MANY);
-	CHECK_EQ(threads_now(), before + 1 + 8);
+	/* Asleep is not proof that all eight helpers exist yet (under TSan
+	 * the caller also sleeps inside pthread_create): wait for them. */
+	for (int64_t end = tu_now_ms() + 10000; threads_now() != before + 1 + 8;) {
+		CHECK(tu_now_ms() < end);
+		tu_pause_us(1000);
+	}
 	zinc_notify(h[700]);
 	CHECK_EQ(pthread_join(w.t, NULL), 0);
 	CHECK_RC(w.rc, 1);

@@ -7,6 +7,7 @@ a backlog bounded per region, and both ways zincfs watches counters
 (io_uring futex waits, or futex_waitv threads with ZINCFS_NO_IO_URING=1)."""
 import errno
 import os
+import re
 import select
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import time
 
 import pytest
 
+import conftest
 from conftest import (PAGE, POLLER, SLOW, finish, read_line, threads_of, wait_blocked,
                       wait_until)
 
@@ -396,22 +398,26 @@ def test_a_user_hears_only_of_regions_it_may_read(zfs):
     assert rc == 0 and out in ("public 1\n", "public 2\n"), (out, err)
 
 
-def test_events_watch_at_most_half_the_file_limit(zfs):
+@pytest.mark.zincfs(start=False)
+def test_events_watch_at_most_half_the_file_limit(zfs, monkeypatch):
     """One open of .events must not take every file descriptor of zincfs:
     it watches at most half of its file limit (a region it watches holds
-    one)."""
+    one).  The limit is set before zincfs starts (a wrapper such as
+    valgrind keeps a few descriptors of it for itself)."""
+    monkeypatch.setattr(conftest, "WRAPPER", ["prlimit", "--nofile=256:256"] + conftest.WRAPPER)
+    zfs.start()
     names = [f"h{i}" for i in range(200)]
     make(zfs, *names)
-    r = subprocess.run(["prlimit", f"--pid={zfs.proc.pid}", "--nofile=256:256"],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
     zfs.expect_log(r"is not watched for \.events")
     with Events(zfs) as ev:
         for n in names:
             notify_through_mount(zfs, n)
         lines = ev.pending()
-        assert len(lines) == 128 and all(l.endswith(" 1") for l in lines), lines
-    assert "is not watched for .events: 128 regions are" in zfs.log()
+    m = re.search(r"is not watched for \.events: (\d+) regions are", zfs.log())
+    assert m, zfs.log()
+    watched = int(m.group(1))
+    assert 100 <= watched <= 128, watched
+    assert len(lines) == watched and all(l.endswith(" 1") for l in lines), lines
     assert os.stat(zfs.path(names[-1])).st_size == PAGE  # still served
 
 
