@@ -7,9 +7,11 @@
 # Builds an optimized build dir (build-bench: release, -O2, no sanitizers),
 # runs tests/bench/zinc-bench against a private region directory, mounts
 # zincfs on a temporary directory for rows 4-7 and 9 when the daemon builds and
-# mounts, prints one table, writes build-bench/results.json and
+# mounts, starts a private mosquitto and two zinc-bridge processes (two
+# region directories) for row 10, prints one table, writes build-bench/results.json and
 # build-bench/results.txt, and draws build-bench/bench.png (gnuplot).
-# Cleans up always: unmount, stop the daemon, remove the region directory.
+# Cleans up always: unmount, stop the daemon, the bridges and the broker,
+# remove the region directories.
 # --quick: fewer samples, under a minute.  Full run: under five minutes.
 # --fs-opts OPTS: more zincfs -o options, e.g. max_read=128K,read_ahead_kb=128
 # to measure row 5 without the larger READs.
@@ -25,7 +27,7 @@ while [ $# -gt 0 ]; do
 	--spin-ns) SPIN=(--spin-ns "$2"); shift ;;
 	--rows) ROWS=(--rows "$2"); shift ;;
 	--fs-opts) FS_OPTS=",$2"; shift ;;
-	-h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "usage: $0 [--quick] [--no-fs] [--spin-ns NS] [--rows 1,2,...] [--fs-opts OPTS]" >&2
 	   exit 2 ;;
 	esac
@@ -40,6 +42,7 @@ MAX_THREADS=10
 
 # ---- cleanup (always) ----
 TMP="" SHM="" MNT="" DAEMON_PID="" BENCH_PID="" SHM_IS_TMPFS=0
+BROKER_PID="" BRIDGE_PIDS=() BRIDGE_DIRS=()
 mounted() { [ -n "$1" ] && grep -q " $(realpath "$1" 2>/dev/null) " /proc/self/mountinfo; }
 cleanup() {
 	local rc=$?
@@ -62,6 +65,12 @@ cleanup() {
 		wait "$DAEMON_PID" 2>/dev/null || true
 	fi
 	[ -n "$MNT" ] && rmdir "$MNT" 2>/dev/null || true
+	local p
+	for p in "${BRIDGE_PIDS[@]}" $BROKER_PID; do
+		kill -TERM "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	for p in "${BRIDGE_DIRS[@]}"; do rm -rf "$p"; done
 	if [ -n "$SHM" ]; then
 		if [ "$SHM_IS_TMPFS" = 1 ]; then
 			umount "$SHM" 2>/dev/null || umount -l "$SHM" 2>/dev/null || true
@@ -136,15 +145,70 @@ if [ -z "$FS_WHY" ]; then
 fi
 [ -n "$FS_WHY" ] && FS_ARGS=(--skip-fs "$FS_WHY") && say "rows 4-7 and 9 skipped: $FS_WHY"
 
+# ---- row 10: a private broker and two bridges, hosts A and B ----
+BRIDGE_ARGS=() BRIDGE_WHY=""
+if [ ${#ROWS[@]} = 0 ] || [[ ",${ROWS[1]}," == *,10,* ]]; then
+	MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+	if [ ! -x "$MOSQUITTO" ]; then
+		BRIDGE_WHY="no mosquitto broker (Debian: apt-get install mosquitto)"
+	elif ! ninja -C "$BUILD" bridge/zinc-bridge >"$BUILD/bridge-build.log" 2>&1; then
+		BRIDGE_WHY="bridge/zinc-bridge does not build (see $BUILD/bridge-build.log)"
+	fi
+fi
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+if [ ${#ROWS[@]} != 0 ] && [[ ",${ROWS[1]}," != *,10,* ]]; then
+	:
+elif [ -z "$BRIDGE_WHY" ]; then
+	PORT=""
+	for _ in $(seq 20); do # a free port: nothing listens there
+		p=$((20000 + RANDOM % 40000))
+		listening "$p" || { PORT=$p; break; }
+	done
+	# user: mosquitto started as root switches to the mosquitto user otherwise.
+	printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nuser %s\n%s\n' \
+		"$PORT" "$(id -un)" "max_queued_messages 100" >"$TMP/mosquitto.conf"
+	"$MOSQUITTO" -c "$TMP/mosquitto.conf" >"$TMP/mosquitto.log" 2>&1 &
+	BROKER_PID=$!
+	deadline=$(( $(date +%s) + 10 ))
+	until listening "$PORT"; do
+		kill -0 "$BROKER_PID" 2>/dev/null && [ "$(date +%s)" -le $deadline ] ||
+			{ BRIDGE_WHY="mosquitto did not listen on $PORT: $(tail -n 2 "$TMP/mosquitto.log" | tr '\n' ' ')"; break; }
+		sleep 0.05
+	done
+	for host in A B; do
+		[ -z "$BRIDGE_WHY" ] || break
+		dir=$(mktemp -d "/dev/shm/zinc-bench-$host.XXXXXX")
+		BRIDGE_DIRS+=("$dir")
+		if [ $host = A ]; then role=(--publish 'b*'); else role=(--subscribe 'b*'); fi
+		ZINC_SHM_DIR=$dir "$BUILD/bridge/zinc-bridge" -f --broker "mqtt://127.0.0.1:$PORT" \
+			--id "zinc-bench-$host-$$" "${role[@]}" >"$TMP/bridge-$host.log" 2>&1 &
+		BRIDGE_PIDS+=($!)
+		deadline=$(( $(date +%s) + 10 ))
+		until grep -q 'connected to' "$TMP/bridge-$host.log"; do
+			kill -0 "$!" 2>/dev/null && [ "$(date +%s)" -le $deadline ] ||
+				{ BRIDGE_WHY="bridge $host not connected: $(tail -n 2 "$TMP/bridge-$host.log" | tr '\n' ' ')"; break; }
+			sleep 0.05
+		done
+	done
+	[ -z "$BRIDGE_WHY" ] && BRIDGE_ARGS=(--bridge "$PORT:${BRIDGE_DIRS[0]}:${BRIDGE_DIRS[1]}") &&
+		say "row 10: mosquitto on 127.0.0.1:$PORT, bridges A (publish b*) and B (subscribe b*)"
+fi
+[ -n "$BRIDGE_WHY" ] && BRIDGE_ARGS=(--skip-bridge "$BRIDGE_WHY") && say "row 10 skipped: $BRIDGE_WHY"
+
 # ---- run ----
 ulimit -n 65536 2>/dev/null || true
 "$BUILD/tests/bench/zinc-bench" "${QUICK[@]}" "${SPIN[@]}" "${ROWS[@]}" "${FS_ARGS[@]}" \
+	"${BRIDGE_ARGS[@]}" \
 	--json "$BUILD/results.json" --dat "$TMP" >"$BUILD/results.txt" &
 BENCH_PID=$!
 wait "$BENCH_PID" || die "zinc-bench failed (exit $?)"
 BENCH_PID=""
 cat "$BUILD/results.txt"
 
+for host in A B; do
+	[ -s "$TMP/bridge-$host.log" ] && grep -qiE 'error|warn' "$TMP/bridge-$host.log" &&
+		say "bridge $host logged: $(grep -iE 'error|warn' "$TMP/bridge-$host.log" | head -3)"
+done
 if [ -n "$DAEMON_PID" ] && grep -q 'error:' "$TMP/zincfs.log"; then
 	say "warning: zincfs logged errors:"; grep 'error:' "$TMP/zincfs.log" | head -5 >&2
 fi

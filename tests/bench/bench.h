@@ -17,6 +17,9 @@ struct opts {
 	const char *dump;         /* raw row-1 samples go here (diagnostics) */
 	const char *mnt;          /* zincfs mount point (rows 4-7) */
 	const char *skip_fs;      /* why rows 4-7 cannot run */
+	int broker_port;          /* row 10: private mosquitto on 127.0.0.1 */
+	const char *bridge_dir[2]; /* row 10: host A (publishes b*), host B (subscribes) */
+	const char *skip_bridge;  /* why row 10 cannot run */
 	int daemon_pid;
 	int max_threads;
 	int ncpu;
@@ -79,5 +82,7 @@ void region_name(char *buf, size_t size, const char *what);
 void fs_rows(int (*want_row)(int row));
 /* Row 9 (events.c): .events with 10,000 regions, io_uring vs futex_waitv. */
 void events_row(void);
+/* Row 10 (bridge.c): zinc-bridge against raw MQTT through one broker. */
+void bridge_row(void);
 
 #endif

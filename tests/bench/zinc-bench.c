@@ -4,10 +4,11 @@
  * mechanisms, every figure with its baseline from the same run.
  *
  *   zinc-bench [--quick] [--json FILE] [--dat DIR] [--mnt DIR] [--daemon-pid PID]
- *              [--rows LIST] [--spin-ns NS]
+ *              [--rows LIST] [--spin-ns NS] [--bridge PORT:DIR_A:DIR_B]
  *
  * Rows 1-3 need only libzinc; rows 4-7 need a zincfs mount (--mnt, sharing
- * the region directory $ZINC_SHM_DIR with this process).  Regions are made
+ * the region directory $ZINC_SHM_DIR with this process); row 10 needs a
+ * broker and two zinc-bridge processes (--bridge, see bridge.c).  Regions are made
  * in $ZINC_SHM_DIR, which the caller (scripts/bench.sh) points at a private
  * directory.  Every ping-pong runs in two forked processes, pinned to one CPU
  * ("same") or to CPUs 0 and 1 ("split"), under SCHED_FIFO when permitted.
@@ -1163,7 +1164,8 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: zinc-bench [--quick] [--json FILE] [--dat DIR] [--rows 1,2,...]\n"
-		"                  [--spin-ns NS] [--no-fifo] [--mnt DIR --daemon-pid PID]\n");
+		"                  [--spin-ns NS] [--no-fifo] [--mnt DIR --daemon-pid PID]\n"
+		"                  [--bridge PORT:DIR_A:DIR_B]\n");
 	exit(2);
 }
 
@@ -1188,6 +1190,18 @@ int main(int argc, char **argv)
 			opt.daemon_pid = atoi(argv[++i]);
 		else if (!strcmp(a, "--max-threads") && v)
 			opt.max_threads = atoi(argv[++i]);
+		else if (!strcmp(a, "--bridge") && v) {
+			/* PORT:DIR_A:DIR_B, from scripts/bench.sh */
+			char *b = strdup(argv[++i]), *da = strchr(b, ':');
+			char *db = da ? strchr(da + 1, ':') : NULL;
+			if (!db)
+				usage();
+			*da++ = *db++ = '\0';
+			opt.broker_port = atoi(b);
+			opt.bridge_dir[0] = da;
+			opt.bridge_dir[1] = db;
+		} else if (!strcmp(a, "--skip-bridge") && v)
+			opt.skip_bridge = argv[++i];
 		else if (!strcmp(a, "--skip-fs") && v)
 			opt.skip_fs = argv[++i];
 		else if (!strcmp(a, "--rows") && v)
@@ -1238,6 +1252,10 @@ int main(int argc, char **argv)
 	}
 	targets_lib();
 	fs_rows(want_row);
+	if (want_row(10)) {
+		fprintf(stderr, "zinc-bench: row 10 (zinc-bridge)...\n");
+		bridge_row();
+	}
 	printf("zinc-bench: measured in %.1f s\n\n", (double)(now_ns() - t0) / 1e9);
 	print_table();
 	if (opt.json)
