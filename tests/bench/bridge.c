@@ -23,7 +23,7 @@
  * subscriber counting messages and bytes in a fixed window; then the
  * bridge, a producer thread writing a new sequence number and notifying
  * every 20 us or at 2 GB/s of region size (whichever is fewer: more than
- * raw MQTT carried here), the reader on B counting the
+ * the bridge carries), the reader on B counting the
  * distinct states it saw (the bridge coalesces: latest state wins) and
  * capacity bytes for each.
  */
