@@ -292,7 +292,8 @@ static void throughput(size_t cap, uint64_t warm_ns, uint64_t window_ns)
 {
 	char name[96];
 	pthread_t t;
-	struct producer pr = { .len = (int)cap, .payload = calloc(1, cap) };
+	uint8_t *payload = calloc(1, cap);
+	struct producer pr = { .len = (int)cap, .payload = payload };
 
 	/* raw */
 	stop_producer = 0;
@@ -384,7 +385,7 @@ static void throughput(size_t cap, uint64_t warm_ns, uint64_t window_ns)
 		add_target("zinc-bridge 1 MiB throughput within 1.5x of raw MQTT", buf,
 			   zb->ratio >= 1 / 1.5);
 	}
-	free(pr.payload);
+	free(payload);
 }
 
 void bridge_row(void)
