@@ -4,6 +4,7 @@
  * Main: logging, the MQTT client and its callbacks, signals.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -222,6 +223,10 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	/* libmosquitto mallocs a copy of every payload it sends or receives:
+	 * keep blocks up to 16 MiB in the heap for the next message instead
+	 * of glibc's mmap and munmap of each one (bench row 10, 1 MiB). */
+	mallopt(M_MMAP_THRESHOLD, 16 << 20);
 	mosquitto_lib_init();
 	if (setup_client()) {
 		mosquitto_lib_cleanup();
