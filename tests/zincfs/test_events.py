@@ -27,6 +27,11 @@ WATCHERS = ["io_uring", "futex_waitv"]
 @pytest.fixture(params=WATCHERS)
 def watcher(request, zfs):
     """Run the test against either way of watching counters."""
+    if request.param == "futex_waitv" and conftest.WRAPPER:
+        # valgrind 3.19 answers futex_waitv (syscall 449) with ENOSYS, so
+        # zincfs would run its 5 ms polling fallback for old kernels, not
+        # this watcher: the plain and ASan runs test the futex_waitv one.
+        pytest.skip("the daemon's wrapper has no futex_waitv")
     started = zfs.env.get("ZINCFS_NO_IO_URING")  # as the daemon was started
     if request.param == "futex_waitv":
         zfs.env["ZINCFS_NO_IO_URING"] = "1"
