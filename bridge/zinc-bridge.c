@@ -124,6 +124,8 @@ static int setup_client(void)
 	int rc = mosquitto_threaded_set(mosq, true);
 	if (!rc)
 		rc = mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+	if (!rc)
+		rc = mosquitto_int_option(mosq, MOSQ_OPT_TCP_NODELAY, 1);
 	if (!rc && opt.tls) {
 		rc = mosquitto_tls_set(mosq, opt.cafile, opt.cafile ? NULL : "/etc/ssl/certs",
 				       opt.cert, opt.key, NULL);
