@@ -713,9 +713,15 @@ int watcher_start(void)
 	}
 	mnt_fd = zfs_mount_watch_open();
 	int rc = uring_start();
-	if (rc)
+	const char *no = getenv("ZINCFS_NO_FUTEX_WAITV");
+	if (rc && no && *no && strcmp(no, "0") != 0) {
+		no_waitv = 1; /* test the old kernels' path on this one */
+		log_warn("polling counters every 5 ms (ZINCFS_NO_FUTEX_WAITV; io_uring: %s)",
+			 strerror(-rc));
+	} else if (rc) {
 		log_info("watching counters with futex_waitv threads (io_uring: %s)",
 			 strerror(-rc));
+	}
 	if (zfs_thread_start(&ent_tid, entry_main, NULL)) {
 		log_error("cannot start the entry thread");
 		return -1;

@@ -22,24 +22,42 @@ from conftest import (PAGE, POLLER, SLOW, finish, read_line, threads_of, wait_bl
 PY = "/usr/bin/python3"
 PIPES = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 WATCHERS = ["io_uring", "futex_waitv"]
+# The environment each way of watching counters is started with; "polling"
+# is the 5 ms fallback of kernels without futex_waitv (< 5.16).
+WATCHER_ENV = {
+    "io_uring": {},
+    "futex_waitv": {"ZINCFS_NO_IO_URING": "1"},
+    "polling": {"ZINCFS_NO_IO_URING": "1", "ZINCFS_NO_FUTEX_WAITV": "1"},
+}
 
 
-@pytest.fixture(params=WATCHERS)
-def watcher(request, zfs):
-    """Run the test against either way of watching counters."""
+def use_watcher(request, zfs):
     if request.param == "futex_waitv" and conftest.WRAPPER:
         # valgrind 3.19 answers futex_waitv (syscall 449) with ENOSYS, so
         # zincfs would run its 5 ms polling fallback for old kernels, not
         # this watcher: the plain and ASan runs test the futex_waitv one.
         pytest.skip("the daemon's wrapper has no futex_waitv")
-    started = zfs.env.get("ZINCFS_NO_IO_URING")  # as the daemon was started
-    if request.param == "futex_waitv":
-        zfs.env["ZINCFS_NO_IO_URING"] = "1"
-    else:
-        zfs.env.pop("ZINCFS_NO_IO_URING", None)
-    if zfs.env.get("ZINCFS_NO_IO_URING") != started:
+    want = WATCHER_ENV[request.param]
+    if any(zfs.env.get(k) != want.get(k) for k in set(WATCHER_ENV["polling"])):
+        for k in WATCHER_ENV["polling"]:
+            zfs.env.pop(k, None)
+        zfs.env.update(want)
         zfs.remount()
+    if request.param == "polling":  # the fallback really runs
+        assert "polling counters every 5 ms" in zfs.log(), zfs.log()
     return request.param
+
+
+@pytest.fixture(params=WATCHERS)
+def watcher(request, zfs):
+    """Run the test against either way of watching counters."""
+    return use_watcher(request, zfs)
+
+
+@pytest.fixture(params=WATCHERS + ["polling"])
+def any_watcher(request, zfs):
+    """Also against the polling fallback (cheap tests only: it is slow)."""
+    return use_watcher(request, zfs)
 
 
 class Events:
@@ -146,7 +164,7 @@ def test_head_n1_prints_the_next_line_and_exits_0(zfs):
     assert (rc, out, err) == (0, "b 1\n", "")
 
 
-def test_notify_gives_name_and_seq_line(zfs, watcher):
+def test_notify_gives_name_and_seq_line(zfs, any_watcher):
     make(zfs, "a", "b")
     with Events(zfs) as ev:
         assert ev.pending() == []  # the regions there at open are no news
@@ -191,7 +209,7 @@ def test_unread_backlog_stays_one_line_per_region(zfs, watcher):
         assert len(lines) <= 3 * 3, lines
 
 
-def test_created_and_removed_regions_give_plus_and_minus_lines(zfs, watcher):
+def test_created_and_removed_regions_give_plus_and_minus_lines(zfs, any_watcher):
     with Events(zfs) as ev:
         make(zfs, "m")  # through the mount
         assert ev.line() == "+m 0"
@@ -324,7 +342,7 @@ def test_signals_interrupt_a_blocked_read(zfs):
     assert finish(c)[0] == 0
 
 
-def test_shell_while_read_loop_supervises_every_region(zfs, watcher):
+def test_shell_while_read_loop_supervises_every_region(zfs, any_watcher):
     make(zfs, "cam1", "cam2", "stop")
     script = ('while read name seq; do echo "$name=$seq"; '
               '[ "$name" = stop ] && break; done < .events')
