@@ -101,9 +101,13 @@ static void test_huge_object(void)
 	zinc_close(h);
 	CHECK_EQ(mapped_bytes(st.st_ino), 0);
 
+#ifndef __SANITIZE_THREAD__
+	/* Not under ThreadSanitizer: its application address ranges do not
+	 * always leave a 1 TiB hole (mmap ENOMEM in one CI run). */
 	CHECK_OK(zinc_open_ex("huge", ZINC_OPEN_OBSERVE, &h));
 	CHECK_EQ(mapped_bytes(st.st_ino), size);
 	zinc_close(h);
+#endif
 	close(fd);
 	CHECK_OK(zinc_unlink("huge"));
 }
