@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,20 +58,56 @@ static int set_fsgid(gid_t gid)
 	return setfsgid((gid_t)-1) == (int)gid ? 0 : -EPERM;
 }
 
-int cred_enter(fuse_req_t req, struct cred_saved *s)
+/* Is this thread acting as someone (between become and cred_leave)? */
+static __thread bool acting;
+
+/* Save the thread's identity in s; true if uid/gid are it already.  Inside
+ * another caller's identity (a .events check made while serving a request)
+ * that caller's groups are saved too, to be restored by cred_leave(). */
+static bool already(uid_t uid, gid_t gid, struct cred_saved *s)
 {
-	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	gid_t groups[MAX_GROUPS];
 	pthread_once(&own_once, read_own_groups);
 	s->fsuid = (uid_t)setfsuid((uid_t)-1);
 	s->fsgid = (gid_t)setfsgid((gid_t)-1);
 	s->active = 0;
+	s->nested = acting;
+	if (uid == s->fsuid && gid == s->fsgid)
+		return true;
+	if (s->nested) {
+		s->ngroups = getgroups(MAX_GROUPS, s->groups);
+		if (s->ngroups < 0)
+			s->ngroups = 0;
+	}
+	return false;
+}
+
+static int become(uid_t uid, gid_t gid, int n, const gid_t *groups, struct cred_saved *s)
+{
+	s->active = 1;
+	acting = true;
+	int rc = set_groups(n, groups);
+	if (!rc)
+		rc = set_fsgid(gid);
+	if (!rc)
+		rc = set_fsuid(uid);
+	if (rc) {
+		log_warn("cannot act as uid %u gid %u: %s", (unsigned)uid,
+			 (unsigned)gid, strerror(-rc));
+		cred_leave(s);
+		return -EPERM;
+	}
+	return 0;
+}
+
+int cred_enter(fuse_req_t req, struct cred_saved *s)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	gid_t groups[MAX_GROUPS];
 	/* The daemon's own user and group (root calling a root daemon, or the
 	 * user of a mount without allow_other): nothing to change.  Each change
 	 * of credentials costs microseconds, reading the groups tens. */
-	if (ctx->uid == s->fsuid && ctx->gid == s->fsgid)
+	if (already(ctx->uid, ctx->gid, s))
 		return 0;
-	s->active = 1;
 	/* From /proc/PID/status of the caller; without it (no pid: a caller
 	 * in a PID namespace we cannot see), the primary group alone. */
 	int n = fuse_req_getgroups(req, MAX_GROUPS, groups);
@@ -80,18 +117,15 @@ int cred_enter(fuse_req_t req, struct cred_saved *s)
 	} else if (n > MAX_GROUPS) {
 		n = MAX_GROUPS;
 	}
-	int rc = set_groups(n, groups);
-	if (!rc)
-		rc = set_fsgid(ctx->gid);
-	if (!rc)
-		rc = set_fsuid(ctx->uid);
-	if (rc) {
-		log_warn("cannot act as uid %u gid %u: %s", (unsigned)ctx->uid,
-			 (unsigned)ctx->gid, strerror(-rc));
-		cred_leave(s);
-		return -EPERM;
-	}
-	return 0;
+	return become(ctx->uid, ctx->gid, n, groups, s);
+}
+
+int cred_enter_ids(uid_t uid, gid_t gid, int ngroups, const gid_t *groups,
+		   struct cred_saved *s)
+{
+	if (already(uid, gid, s))
+		return 0;
+	return become(uid, gid, ngroups, groups, s);
 }
 
 void cred_leave(struct cred_saved *s)
@@ -99,9 +133,11 @@ void cred_leave(struct cred_saved *s)
 	if (!s->active)
 		return;
 	s->active = 0;
+	acting = s->nested;
 	/* fsuid first: back at 0 it gives the capabilities back. */
 	if (set_fsuid(s->fsuid) || set_fsgid(s->fsgid) ||
-	    set_groups(own_ngroups, own_groups)) {
+	    (s->nested ? set_groups(s->ngroups, s->groups)
+		       : set_groups(own_ngroups, own_groups))) {
 		/* A worker that cannot be itself again must not serve anyone
 		 * else with the wrong identity: stop here. */
 		log_error("cannot restore the daemon's identity");

@@ -27,11 +27,13 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "zincfs.h"
 
@@ -86,6 +88,10 @@ static void bitmaps_set(struct efile *ef, uint64_t *block, size_t n)
 
 /* May ef's opener read r (r->h open)?  The mount checks every open against
  * the mode it shows (default_permissions); .events lines follow it. */
+/* May ef's opener read r?  As for an open of NAME through the mount: the
+ * kernel's default_permissions check of the mode bits, then zincfs's check
+ * of the object as the caller (caller_may_open: ACLs too), here with the
+ * opener's identity taken for a whole batch by as_opener(). */
 static int may_read(const struct efile *ef, struct region *r)
 {
 	struct stat st;
@@ -93,26 +99,48 @@ static int may_read(const struct efile *ef, struct region *r)
 		return 1;
 	if (fstat(zinc_fd(r->h), &st) < 0)
 		return 0;
-	if (st.st_uid == ef->uid)
-		return (st.st_mode & 0400) != 0;
-	int member = st.st_gid == ef->gid;
-	for (int i = 0; i < ef->ngroups && !member; i++)
-		member = st.st_gid == ef->groups[i];
-	return (st.st_mode & (member ? 0040 : 0004)) != 0;
+	int bits;
+	if (st.st_uid == ef->uid) {
+		bits = 0400;
+	} else {
+		int member = st.st_gid == ef->gid;
+		for (int i = 0; i < ef->ngroups && !member; i++)
+			member = st.st_gid == ef->groups[i];
+		bits = member ? 0040 : 0004;
+	}
+	return (st.st_mode & bits) &&
+	       faccessat(zinc_fd(r->h), "", R_OK, AT_EACCESS | AT_EMPTY_PATH) == 0;
+}
+
+/* Take ef's opener's identity for may_read(): 0, or -EPERM (then nothing
+ * is readable to it).  cred_leave() after. */
+static int as_opener(const struct efile *ef, struct cred_saved *cs)
+{
+	if (ef->uid == 0) {
+		cs->active = 0; /* root reads everything: nothing to change */
+		return 0;
+	}
+	return cred_enter_ids(ef->uid, ef->gid, ef->ngroups, ef->groups, cs);
 }
 
 /* Look at the regions ef has not been told about yet (locked). */
 static void check_new(struct efile *ef)
 {
+	struct cred_saved cs = { 0 };
+	int entered = 0, denied = 0;
 	for (size_t w = 0; w < nwords; w++) {
 		uint64_t bits = live[w] & ~ef->known[w] & ~ef->checked[w];
 		for (; bits; bits &= bits - 1) {
 			uint64_t s = w * 64 + (uint64_t)__builtin_ctzll(bits);
+			if (!entered++)
+				denied = as_opener(ef, &cs) != 0;
 			ef->checked[w] |= BIT(s);
-			if (!may_read(ef, region_at_slot_locked(s)))
+			if (denied || !may_read(ef, region_at_slot_locked(s)))
 				ef->hidden[w] |= BIT(s);
 		}
 	}
+	if (entered)
+		cred_leave(&cs);
 }
 
 /* Room for slot s in every bitmap (locked): 0 or -ENOMEM. */
@@ -437,12 +465,14 @@ struct efile *events_open(fuse_req_t req)
 	}
 	/* Its cursor starts now: the regions there (that it may read) are
 	 * known. */
+	struct cred_saved cs;
+	int denied = as_opener(ef, &cs) != 0;
 	for (size_t w = 0; w < nwords; w++) {
 		for (uint64_t bits = live[w]; bits; bits &= bits - 1) {
 			uint64_t s = w * 64 + (uint64_t)__builtin_ctzll(bits);
 			struct region *r = region_at_slot_locked(s);
 			ef->checked[w] |= BIT(s);
-			if (may_read(ef, r)) {
+			if (!denied && may_read(ef, r)) {
 				ef->known[w] |= BIT(s);
 				r->ev_known++;
 			} else {
@@ -450,6 +480,7 @@ struct efile *events_open(fuse_req_t req)
 			}
 		}
 	}
+	cred_leave(&cs);
 	ef->next = efiles;
 	if (efiles)
 		efiles->prev = ef;

@@ -310,12 +310,18 @@ struct cred_saved {
 	uid_t fsuid;
 	gid_t fsgid;
 	int active;
+	int nested;        /* entered while acting as another caller: */
+	int ngroups;       /* whose groups come back at cred_leave */
+	gid_t groups[256]; /* MAX_GROUPS of cred.c */
 };
 /* Take the caller's fsuid, fsgid and groups on this thread: 0, or -EPERM
  * (logged) with the daemon's identity unchanged.  cred_leave() before
  * replying (it does nothing after a failed cred_enter). */
 int cred_enter(fuse_req_t req, struct cred_saved *s);
 void cred_leave(struct cred_saved *s);
+/* The same for a caller known by its ids (one that opened a file earlier). */
+int cred_enter_ids(uid_t uid, gid_t gid, int ngroups, const gid_t *groups,
+		   struct cred_saved *s);
 /* Could the current fs identity open the object open as fd (dev/ino) with
  * access mode acc?  0 or -errno (-EACCES). */
 int cred_may_open(int fd, int acc, dev_t dev, ino_t ino);

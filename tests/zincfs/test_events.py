@@ -7,9 +7,11 @@ a backlog bounded per region, and both ways zincfs watches counters
 (io_uring futex waits, or futex_waitv threads with ZINCFS_NO_IO_URING=1)."""
 import errno
 import os
+import pwd
 import re
 import select
 import signal
+import struct
 import subprocess
 import time
 
@@ -419,6 +421,43 @@ def test_a_user_hears_only_of_regions_it_may_read(zfs):
     rc, out, err = finish(c)
     # the reader may wake between the two writes to public
     assert rc == 0 and out in ("public 1\n", "public 2\n"), (out, err)
+
+
+def set_acl(path, user_perm, uid, mode_bits):
+    """A POSIX access ACL: owner rw, the named user uid user_perm, group and
+    others from mode_bits (the mask is the group's bits)."""
+    g, o = (mode_bits >> 3) & 7, mode_bits & 7
+    entries = [(0x01, 6, 0xFFFFFFFF), (0x02, user_perm, uid), (0x04, g, 0xFFFFFFFF),
+               (0x10, g | user_perm, 0xFFFFFFFF), (0x20, o, 0xFFFFFFFF)]
+    os.setxattr(path, "system.posix_acl_access",
+                struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries))
+
+
+@pytest.mark.zincfs("allow_other")
+def test_who_hears_of_a_region_is_who_may_open_it_acls_included(zfs):
+    """Exactly those who may open NAME through the mount hear of it: the
+    mode bits (default_permissions) and the object's ACL (checked as the
+    caller) both apply."""
+    nobody = pwd.getpwnam("nobody").pw_uid
+    make(zfs, "denied", "granted", "public")
+    os.chmod(zfs.path("public"), 0o644)
+    # 0644 by its mode, but an ACL entry takes all rights from nobody
+    set_acl(zfs.obj("denied"), 0, nobody, 0o044)
+    # an ACL entry lets nobody read, but the mode the mount checks is 0600
+    set_acl(zfs.obj("granted"), 4, nobody, 0o000)
+    for name, ok in (("denied", False), ("granted", False), ("public", True)):
+        r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                            "head", "-c1", str(zfs.path(name))], **PIPES)
+        assert (r.returncode == 0) == ok, (name, r.stderr)
+    c = zfs.spawn(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                   PY, "-c", NOBODY_READER, str(zfs.mnt / ".events")], **PIPES)
+    assert read_line(c) == "open"
+    wait_blocked(c.pid, "fuse")
+    notify_through_mount(zfs, "denied", 3)
+    notify_through_mount(zfs, "granted", 2)
+    notify_through_mount(zfs, "public")
+    rc, out, err = finish(c)
+    assert rc == 0 and out == "public 1\n", (out, err)
 
 
 @pytest.mark.zincfs(start=False)
