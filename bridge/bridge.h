@@ -7,11 +7,13 @@
  * Three threads: main (options, signals, shutdown), the MQTT network thread
  * (zinc-bridge.c: libmosquitto's loop, so every callback and the whole
  * subscribe side) and the publish thread (publish.c: waits on the published
- * regions).  The publish table and the subscribe table each have a lock.
+ * regions and writes its messages itself).  mq_lock serializes libmosquitto
+ * and the publish table; the subscribe table has its own lock.
  */
 #ifndef ZINC_BRIDGE_H
 #define ZINC_BRIDGE_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -54,6 +56,12 @@ extern struct bridge_options opt;
 extern struct bridge_stats stats;
 extern struct mosquitto *mosq;
 extern atomic_bool stopping;
+/* Held around every use of mosq but mosquitto_connect() (during which the
+ * publish side, seeing itself disconnected, leaves mosq alone) and around
+ * the publish table; libmosquitto's callbacks run with it held. */
+extern pthread_mutex_t mq_lock;
+/* Wake the network thread: a write is left for it (zinc-bridge.c). */
+void network_kick(void);
 
 /* options.c */
 int parse_options(int argc, char **argv); /* 0, or exit status */

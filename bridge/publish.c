@@ -41,11 +41,10 @@ struct pub_region {
 #define WAIT_MS 100
 #define RESCAN_MS 1000
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pub_region **regions; /* added/freed by the publish thread */
 static size_t n_regions;
 static bool connected;
-static uint8_t *copy_buf; /* one copy at a time, under lock */
+static uint8_t *copy_buf; /* one copy at a time, under mq_lock */
 static size_t copy_cap;
 static pthread_t thread;
 static bool thread_started;
@@ -91,7 +90,7 @@ static ssize_t copy_region(zinc_region *h, uint32_t *seq)
 }
 
 /* Hand the region's current state (or its removal) to libmosquitto, or mark
- * it dirty to be sent when possible.  Called with lock held. */
+ * it dirty to be sent when possible.  Called with mq_lock held. */
 static void publish_locked(struct pub_region *r)
 {
 	if (r->mine)
@@ -169,7 +168,7 @@ static int attach(struct pub_region *r)
 }
 
 /* The region's name was removed (or its object deleted): follow a region
- * that replaced it, else announce the removal.  Called with lock held. */
+ * that replaced it, else announce the removal.  Called with mq_lock held. */
 static void lost(struct pub_region *r)
 {
 	bool was_mine = r->mine;
@@ -282,6 +281,20 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* Write what this thread queued (mq_lock held): the message leaves without
+ * a hand-off to the network thread, one wake-up less on its way.  What the
+ * socket does not take now, or a write error, is left to the network
+ * thread, woken for it.  was_busy: bytes were already waiting when we took
+ * mq_lock, so the network thread is writing (it waits for the socket) and
+ * takes ours after them: nothing to do. */
+static void flush_locked(bool was_busy)
+{
+	if (was_busy || !connected || !mosquitto_want_write(mosq))
+		return;
+	if (mosquitto_loop_write(mosq, 1) != MOSQ_ERR_SUCCESS || mosquitto_want_write(mosq))
+		network_kick();
+}
+
 static void *publish_thread(void *arg)
 {
 	(void)arg;
@@ -292,7 +305,8 @@ static void *publish_thread(void *arg)
 	uint64_t next_rescan = 0;
 
 	while (!atomic_load(&stopping)) {
-		pthread_mutex_lock(&lock);
+		pthread_mutex_lock(&mq_lock);
+		bool busy = mosquitto_want_write(mosq);
 		if (dir_changed() || now_ms() >= next_rescan) {
 			rescan();
 			next_rescan = now_ms() + RESCAN_MS;
@@ -319,7 +333,8 @@ static void *publish_thread(void *arg)
 				owners[n++] = regions[i];
 			}
 		}
-		pthread_mutex_unlock(&lock);
+		flush_locked(busy);
+		pthread_mutex_unlock(&mq_lock);
 
 		/* Handles are closed only by this thread: safe unlocked. */
 		int rc;
@@ -330,7 +345,8 @@ static void *publish_thread(void *arg)
 		}
 		rc = zinc_wait_any(hs, (uint32_t)n, ready, NULL, WAIT_MS, 0);
 
-		pthread_mutex_lock(&lock);
+		pthread_mutex_lock(&mq_lock);
+		busy = mosquitto_want_write(mosq);
 		for (size_t i = 0; rc > 0 && i < n; i++) {
 			if (ready[i] == 1)
 				publish_locked(owners[i]);
@@ -344,7 +360,8 @@ static void *publish_thread(void *arg)
 		for (size_t i = 0; i < n_regions; i++)
 			if (regions[i]->dirty && !regions[i]->inflight)
 				publish_locked(regions[i]);
-		pthread_mutex_unlock(&lock);
+		flush_locked(busy);
+		pthread_mutex_unlock(&mq_lock);
 	}
 	free(hs);
 	free(owners);
@@ -377,7 +394,7 @@ void publish_stop(void)
 	if (thread_started)
 		pthread_join(thread, NULL);
 	thread_started = false;
-	pthread_mutex_lock(&lock);
+	pthread_mutex_lock(&mq_lock);
 	for (size_t i = 0; i < n_regions; i++) {
 		zinc_close(regions[i]->h);
 		free(regions[i]);
@@ -388,45 +405,42 @@ void publish_stop(void)
 	free(copy_buf);
 	copy_buf = NULL;
 	copy_cap = 0;
-	pthread_mutex_unlock(&lock);
+	pthread_mutex_unlock(&mq_lock);
 	if (inotify_fd >= 0)
 		close(inotify_fd);
 	inotify_fd = -1;
 }
 
-/* (Re)connected: the broker may have lost retained messages (restart
+/* The callbacks below run with mq_lock held (libmosquitto's callbacks).
+ *
+ * (Re)connected: the broker may have lost retained messages (restart
  * without persistence), so every region's state is sent again. */
 void publish_on_connect(void)
 {
-	pthread_mutex_lock(&lock);
 	connected = true;
 	for (size_t i = 0; i < n_regions; i++) {
 		regions[i]->inflight = false;
 		if (regions[i]->h || regions[i]->dirty)
 			publish_locked(regions[i]);
 	}
-	pthread_mutex_unlock(&lock);
 }
 
 /* Queued QoS 0 messages are dropped with the connection: nothing is in
  * flight any more, and what was in flight is sent again on connect. */
 void publish_on_disconnect(void)
 {
-	pthread_mutex_lock(&lock);
 	connected = false;
 	for (size_t i = 0; i < n_regions; i++)
 		if (regions[i]->inflight) {
 			regions[i]->inflight = false;
 			regions[i]->dirty = true;
 		}
-	pthread_mutex_unlock(&lock);
 }
 
 /* A message has left (QoS 0) or was acknowledged (QoS 1): send the state
  * that came meanwhile, if any. */
 void publish_on_published(int mid)
 {
-	pthread_mutex_lock(&lock);
 	for (size_t i = 0; i < n_regions; i++) {
 		struct pub_region *r = regions[i];
 		if (r->inflight && r->mid == mid) {
@@ -436,5 +450,4 @@ void publish_on_published(int mid)
 			break;
 		}
 	}
-	pthread_mutex_unlock(&lock);
 }

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <malloc.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "bridge.h"
@@ -19,6 +21,8 @@
 struct bridge_stats stats;
 struct mosquitto *mosq;
 atomic_bool stopping;
+pthread_mutex_t mq_lock = PTHREAD_MUTEX_INITIALIZER;
+static int wake_fd = -1; /* eventfd: network_kick() */
 static atomic_bool accepted; /* the broker accepted the connection */
 static struct ratelimit rl_conn;
 
@@ -120,7 +124,8 @@ static int setup_client(void)
 	mosq = mosquitto_new(opt.id, true, NULL);
 	if (!mosq)
 		return -errno;
-	/* Publishing happens in the publish thread, the loop in ours. */
+	/* Threaded: mosquitto_publish() only queues; the publish thread and
+	 * the network thread write under mq_lock. */
 	int rc = mosquitto_threaded_set(mosq, true);
 	if (!rc)
 		rc = mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
@@ -160,6 +165,39 @@ static int setup_client(void)
 	return 0;
 }
 
+void network_kick(void)
+{
+	uint64_t one = 1;
+	if (write(wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		blog(LOG_ERR, "waking the network thread: %s", strerror(errno));
+}
+
+/* One round of libmosquitto's loop: sleep in poll(2) without mq_lock until
+ * the socket or network_kick() has something, then run the loop without
+ * waiting, under mq_lock (callbacks included).  libmosquitto's own wait
+ * would also wake on every message the publish thread queues; that thread
+ * writes them itself (publish.c, flush_locked). */
+static int loop_once(void)
+{
+	pthread_mutex_lock(&mq_lock);
+	struct pollfd p[2] = {
+		{ .fd = mosquitto_socket(mosq),
+		  .events = POLLIN | (mosquitto_want_write(mosq) ? POLLOUT : 0) },
+		{ .fd = wake_fd, .events = POLLIN },
+	};
+	pthread_mutex_unlock(&mq_lock);
+	/* At least every second: keep-alive pings (mosquitto_loop_misc). */
+	if (poll(p, 2, 1000) > 0 && p[1].revents) {
+		uint64_t n;
+		if (read(wake_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+			blog(LOG_ERR, "network thread wake-up: %s", strerror(errno));
+	}
+	pthread_mutex_lock(&mq_lock);
+	int rc = mosquitto_loop(mosq, 0, 1);
+	pthread_mutex_unlock(&mq_lock);
+	return rc;
+}
+
 /* Sleep up to `s` seconds, less if we are stopping. */
 static void backoff_sleep(unsigned s)
 {
@@ -183,7 +221,12 @@ static void *network_thread(void *arg)
 		atomic_store(&accepted, false);
 		int rc = mosquitto_connect(mosq, opt.host, opt.port, 30);
 		while (rc == MOSQ_ERR_SUCCESS && !atomic_load(&stopping))
-			rc = mosquitto_loop(mosq, 1000, 1);
+			rc = loop_once();
+		/* Disconnected for the publish side too (not every error calls
+		 * on_disconnect), before the next mosquitto_connect(). */
+		pthread_mutex_lock(&mq_lock);
+		publish_on_disconnect();
+		pthread_mutex_unlock(&mq_lock);
 		if (atomic_load(&stopping))
 			break;
 		if (atomic_load(&accepted))
@@ -229,6 +272,11 @@ int main(int argc, char **argv)
 	 * keep blocks up to 16 MiB in the heap for the next message instead
 	 * of glibc's mmap and munmap of each one (bench row 10, 1 MiB). */
 	mallopt(M_MMAP_THRESHOLD, 16 << 20);
+	wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (wake_fd < 0) {
+		blog(LOG_ERR, "eventfd: %s", strerror(errno));
+		return 1;
+	}
 	mosquitto_lib_init();
 	if (setup_client()) {
 		mosquitto_lib_cleanup();
@@ -253,7 +301,10 @@ int main(int argc, char **argv)
 		; /* nothing to reload */
 	atomic_store(&stopping, true);
 	publish_stop();
+	pthread_mutex_lock(&mq_lock);
 	mosquitto_disconnect(mosq);
+	pthread_mutex_unlock(&mq_lock);
+	network_kick();
 	/* The thread may sit in a connect(2) to an unreachable broker for
 	 * minutes (or in a DNS lookup): exit without it then (the subscribe side is closed first,
 	 * so it touches no region any more). */
