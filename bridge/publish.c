@@ -306,7 +306,7 @@ static void *publish_thread(void *arg)
 
 	while (!atomic_load(&stopping)) {
 		pthread_mutex_lock(&mq_lock);
-		bool busy = mosquitto_want_write(mosq);
+		bool busy = connected && mosquitto_want_write(mosq);
 		if (dir_changed() || now_ms() >= next_rescan) {
 			rescan();
 			next_rescan = now_ms() + RESCAN_MS;
@@ -346,7 +346,7 @@ static void *publish_thread(void *arg)
 		rc = zinc_wait_any(hs, (uint32_t)n, ready, NULL, WAIT_MS, 0);
 
 		pthread_mutex_lock(&mq_lock);
-		busy = mosquitto_want_write(mosq);
+		busy = connected && mosquitto_want_write(mosq);
 		for (size_t i = 0; rc > 0 && i < n; i++) {
 			if (ready[i] == 1)
 				publish_locked(owners[i]);

@@ -58,31 +58,27 @@ static int set_fsgid(gid_t gid)
 	return setfsgid((gid_t)-1) == (int)gid ? 0 : -EPERM;
 }
 
-/* Is this thread acting as someone (between become and cred_leave)? */
+/* Is this thread acting as someone (between become and cred_leave)?  Such
+ * spans do not nest: nothing done as a caller enters another identity. */
 static __thread bool acting;
 
-/* Save the thread's identity in s; true if uid/gid are it already.  Inside
- * another caller's identity (a .events check made while serving a request)
- * that caller's groups are saved too, to be restored by cred_leave(). */
+/* Save the thread's identity in s; true if uid/gid are it already. */
 static bool already(uid_t uid, gid_t gid, struct cred_saved *s)
 {
 	pthread_once(&own_once, read_own_groups);
 	s->fsuid = (uid_t)setfsuid((uid_t)-1);
 	s->fsgid = (gid_t)setfsgid((gid_t)-1);
 	s->active = 0;
-	s->nested = acting;
-	if (uid == s->fsuid && gid == s->fsgid)
-		return true;
-	if (s->nested) {
-		s->ngroups = getgroups(MAX_GROUPS, s->groups);
-		if (s->ngroups < 0)
-			s->ngroups = 0;
-	}
-	return false;
+	return uid == s->fsuid && gid == s->fsgid;
 }
 
 static int become(uid_t uid, gid_t gid, int n, const gid_t *groups, struct cred_saved *s)
 {
+	if (acting) { /* a bug: refuse rather than restore the wrong groups */
+		log_error("cannot act as uid %u while acting as uid %u", (unsigned)uid,
+			  (unsigned)s->fsuid);
+		return -EPERM;
+	}
 	s->active = 1;
 	acting = true;
 	int rc = set_groups(n, groups);
@@ -133,11 +129,10 @@ void cred_leave(struct cred_saved *s)
 	if (!s->active)
 		return;
 	s->active = 0;
-	acting = s->nested;
+	acting = false;
 	/* fsuid first: back at 0 it gives the capabilities back. */
 	if (set_fsuid(s->fsuid) || set_fsgid(s->fsgid) ||
-	    (s->nested ? set_groups(s->ngroups, s->groups)
-		       : set_groups(own_ngroups, own_groups))) {
+	    set_groups(own_ngroups, own_groups)) {
 		/* A worker that cannot be itself again must not serve anyone
 		 * else with the wrong identity: stop here. */
 		log_error("cannot restore the daemon's identity");

@@ -86,12 +86,10 @@ static void bitmaps_set(struct efile *ef, uint64_t *block, size_t n)
 	ef->words = n;
 }
 
-/* May ef's opener read r (r->h open)?  The mount checks every open against
- * the mode it shows (default_permissions); .events lines follow it. */
-/* May ef's opener read r?  As for an open of NAME through the mount: the
- * kernel's default_permissions check of the mode bits, then zincfs's check
- * of the object as the caller (caller_may_open: ACLs too), here with the
- * opener's identity taken for a whole batch by as_opener(). */
+/* May ef's opener read r (r->h open)?  As for an open of NAME through the
+ * mount: the kernel's default_permissions check of the mode bits, then
+ * zincfs's check of the object as the caller (caller_may_open: ACLs too),
+ * here with the opener's identity taken for a whole batch by as_opener(). */
 static int may_read(const struct efile *ef, struct region *r)
 {
 	struct stat st;

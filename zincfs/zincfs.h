@@ -310,9 +310,6 @@ struct cred_saved {
 	uid_t fsuid;
 	gid_t fsgid;
 	int active;
-	int nested;        /* entered while acting as another caller: */
-	int ngroups;       /* whose groups come back at cred_leave */
-	gid_t groups[256]; /* MAX_GROUPS of cred.c */
 };
 /* Take the caller's fsuid, fsgid and groups on this thread: 0, or -EPERM
  * (logged) with the daemon's identity unchanged.  cred_leave() before
